@@ -1,0 +1,8 @@
+"""Test settings: the database comes from DATABASE_URL (SQLite by default)."""
+
+from .base import *  # noqa: F403
+
+DEBUG = False
+SECRET_KEY = "aurum-tests-not-secret"  # noqa: S105
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+AURUM_INGEST_CHUNK_SIZE = 500

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
+
+from mdm.domains import domain_codes
+from mdm.mapping import MappingError, compile_mapping
+from mdm.models import (
+    IngestRun,
+    QuarantinedPayload,
+    SourceMapping,
+    SourceRecord,
+    SourceSystem,
+    SourceToken,
+)
+from mdm.services.quarantine import QuarantineStateError, quarantined_payload_replay
+from mdm.services.sources import source_token_issue, source_token_revoke
+
+
+@admin.register(SourceSystem)
+class SourceSystemAdmin(SimpleHistoryAdmin):
+    list_display = ["code", "name", "priority", "is_active", "created_at"]
+    search_fields = ["code", "name"]
+    actions = ["issue_token"]
+
+    @admin.action(description="Issue a new API token (shown once)")
+    def issue_token(self, request: HttpRequest, queryset: QuerySet[SourceSystem]) -> None:
+        for system in queryset:
+            issued = source_token_issue(source_system=system, name="admin")
+            self.message_user(
+                request,
+                f"Token for {system.code} (copy it now, it is not shown again): {issued.secret}",
+                messages.WARNING,
+            )
+
+
+@admin.register(SourceToken)
+class SourceTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "source_system", "name", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["source_system"]
+    readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tokens are issued from the source system page (action) or `issue_token`
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[SourceToken]) -> None:
+        for token in queryset:
+            source_token_revoke(token=token)
+        self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+class SourceMappingForm(forms.ModelForm):
+    domain = forms.ChoiceField(choices=[])
+
+    class Meta:
+        model = SourceMapping
+        fields = ["source_system", "domain", "name", "is_default", "spec"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].choices = [(c, c) for c in domain_codes()]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        spec = data.get("spec")
+        if isinstance(spec, dict) and data.get("domain"):
+            spec = {**spec, "domain": data["domain"], "name": data.get("name") or "default"}
+            try:
+                compiled = compile_mapping(spec)
+            except MappingError as exc:
+                raise forms.ValidationError({"spec": str(exc)}) from exc
+            data["spec"] = compiled.spec
+            self.instance.fingerprint = compiled.fingerprint
+        return data
+
+
+@admin.register(SourceMapping)
+class SourceMappingAdmin(SimpleHistoryAdmin):
+    form = SourceMappingForm
+    list_display = ["source_system", "domain", "name", "is_default", "updated_at"]
+    list_filter = ["domain", "source_system"]
+
+
+@admin.register(SourceRecord)
+class SourceRecordAdmin(SimpleHistoryAdmin):
+    list_display = ["source_key", "source_system", "domain", "version", "is_deleted", "received_at"]
+    list_filter = ["domain", "source_system", "is_deleted"]
+    search_fields = ["source_key"]
+    readonly_fields = [f.name for f in SourceRecord._meta.fields]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # records come in through ingestion only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(IngestRun)
+class IngestRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "source_system",
+        "domain",
+        "channel",
+        "file_name",
+        "status",
+        "read_count",
+        "created_count",
+        "updated_count",
+        "unchanged_count",
+        "quarantined_count",
+        "duration_seconds",
+        "started_at",
+    ]
+    list_filter = ["status", "channel", "domain", "source_system"]
+    readonly_fields = [f.name for f in IngestRun._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(QuarantinedPayload)
+class QuarantinedPayloadAdmin(SimpleHistoryAdmin):
+    list_display = ["id", "source_system", "domain", "source_key", "line_number", "status"]
+    list_filter = ["status", "domain", "source_system"]
+    search_fields = ["source_key"]
+    readonly_fields = [
+        "source_system",
+        "domain",
+        "ingest_run",
+        "mapping",
+        "line_number",
+        "errors",
+        "status",
+        "created_at",
+        "resolved_at",
+        "resolved_by",
+        "record",
+    ]
+    actions = ["replay"]
+
+    @admin.action(description="Replay selected payloads as they are now")
+    def replay(self, request: HttpRequest, queryset: QuerySet[QuarantinedPayload]) -> None:
+        accepted = rejected = skipped = 0
+        for payload in queryset.filter(status=QuarantinedPayload.Status.OPEN):
+            try:
+                _, result = quarantined_payload_replay(payload_id=payload.pk, user=request.user)
+            except QuarantineStateError:
+                skipped += 1
+                continue
+            if result.status == "rejected":
+                rejected += 1
+            else:
+                accepted += 1
+        self.message_user(
+            request, f"Replayed: {accepted} accepted, {rejected} still rejected, {skipped} skipped."
+        )

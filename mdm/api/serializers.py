@@ -1,0 +1,171 @@
+"""Input and output shapes of the mdm API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from mdm.models import IngestRun, QuarantinedPayload, SourceRecord
+
+
+class RecordBatchInputSerializer(serializers.Serializer):
+    records = serializers.ListField(
+        child=serializers.DictField(),
+        allow_empty=False,
+        help_text=(
+            "Source records in the source system's own format (its registered mapping turns "
+            "them into attributes), or, without a mapping, objects with `source_key` and the "
+            "domain's attribute names. A single record may also be sent as the whole body."
+        ),
+    )
+
+
+class RowResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    source_key = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(
+        choices=["created", "updated", "unchanged", "deleted", "stale", "rejected"]
+    )
+    id = serializers.IntegerField(required=False)
+    version = serializers.IntegerField(required=False)
+    errors = serializers.ListField(child=serializers.DictField(), required=False)
+    quarantine_id = serializers.IntegerField(required=False)
+
+
+class CountsSerializer(serializers.Serializer):
+    read = serializers.IntegerField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    stale = serializers.IntegerField()
+    quarantined = serializers.IntegerField()
+
+
+class IngestResponseSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField()
+    counts = CountsSerializer()
+    results = RowResultSerializer(many=True)
+
+
+class SourceRecordSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source_system.code")
+
+    class Meta:
+        model = SourceRecord
+        fields = [
+            "id",
+            "source",
+            "domain",
+            "source_key",
+            "version",
+            "attributes",
+            "raw",
+            "content_hash",
+            "received_at",
+            "source_updated_at",
+            "is_deleted",
+            "deleted_at",
+            "ingest_run",
+        ]
+        read_only_fields = fields
+
+
+class SourceRecordHistorySerializer(serializers.Serializer):
+    history_id = serializers.IntegerField()
+    history_date = serializers.DateTimeField()
+    history_type = serializers.SerializerMethodField()
+    change_reason = serializers.CharField(source="history_change_reason", allow_null=True)
+    user = serializers.SerializerMethodField()
+    version = serializers.IntegerField()
+    attributes = serializers.JSONField()
+    is_deleted = serializers.BooleanField()
+
+    def get_history_type(self, obj: Any) -> str:
+        return {"+": "created", "~": "changed", "-": "removed"}.get(obj.history_type, "changed")
+
+    def get_user(self, obj: Any) -> str | None:
+        user = obj.history_user
+        return user.get_username() if user is not None else None
+
+
+class IngestRunSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source_system.code")
+    mapping = serializers.CharField(source="mapping.name", allow_null=True, default=None)
+    rows_per_second = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = IngestRun
+        fields = [
+            "id",
+            "source",
+            "domain",
+            "mapping",
+            "channel",
+            "file_name",
+            "status",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "rows_per_second",
+            "read_count",
+            "created_count",
+            "updated_count",
+            "unchanged_count",
+            "deleted_count",
+            "stale_count",
+            "quarantined_count",
+            "errors",
+        ]
+        read_only_fields = fields
+
+
+class QuarantinedPayloadSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source_system.code")
+
+    class Meta:
+        model = QuarantinedPayload
+        fields = [
+            "id",
+            "source",
+            "domain",
+            "ingest_run",
+            "source_key",
+            "line_number",
+            "payload",
+            "errors",
+            "status",
+            "created_at",
+            "resolved_at",
+            "resolution_note",
+            "record",
+        ]
+        read_only_fields = fields
+
+
+class QuarantineReplayInputSerializer(serializers.Serializer):
+    payload = serializers.DictField(
+        required=False,
+        help_text="The corrected payload; omit it to replay the stored one unchanged.",
+    )
+
+
+class QuarantineDiscardInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, allow_blank=False, trim_whitespace=True)
+
+
+class DomainAttributeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    label = serializers.CharField()
+    pii = serializers.BooleanField()
+    required = serializers.BooleanField()
+    group = serializers.CharField(allow_null=True)
+    choices = serializers.ListField(child=serializers.CharField())
+
+
+class DomainSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    label = serializers.CharField()
+    attributes = DomainAttributeSerializer(many=True)

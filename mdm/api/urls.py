@@ -1,0 +1,28 @@
+from django.urls import path
+
+from mdm.api import views
+
+urlpatterns = [
+    path("domains", views.DomainListView.as_view(), name="domains"),
+    path("ingest-runs", views.IngestRunListView.as_view(), name="ingest-runs"),
+    path("ingest-runs/<int:pk>", views.IngestRunDetailView.as_view(), name="ingest-run"),
+    path("quarantine", views.QuarantineListView.as_view(), name="quarantine"),
+    path("quarantine/<int:pk>", views.QuarantineDetailView.as_view(), name="quarantine-detail"),
+    path("quarantine/<int:pk>/replay", views.QuarantineReplayView.as_view(), name="quarantine-replay"),
+    path(
+        "quarantine/<int:pk>/discard",
+        views.QuarantineDiscardView.as_view(),
+        name="quarantine-discard",
+    ),
+    path("<slug:domain>/records", views.RecordCollectionView.as_view(), name="records"),
+    path(
+        "<slug:domain>/records/<path:source_key>/history",
+        views.RecordHistoryView.as_view(),
+        name="record-history",
+    ),
+    path(
+        "<slug:domain>/records/<path:source_key>",
+        views.RecordDetailView.as_view(),
+        name="record-detail",
+    ),
+]

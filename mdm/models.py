@@ -1,0 +1,244 @@
+"""Source systems, their mappings and records, ingest runs and quarantine.
+
+Fields, constraints and trivial properties only; every write goes through ``mdm.services``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from mdm.history import history_user
+
+
+class Channel(models.TextChoices):
+    API = "api", "API"
+    FILE = "file", "File"
+    REPLAY = "replay", "Quarantine replay"
+
+
+class SourceSystem(models.Model):
+    """A system that sends records to the hub (CRM, ERP, billing, web shop, ...)."""
+
+    code = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # Lower is more trusted; survivorship's source-priority rule reads it.
+    priority = models.PositiveIntegerField(default=100)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class SourceToken(models.Model):
+    """An API token of a source system.  Only a SHA-256 of the secret is stored."""
+
+    source_system = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.source_system.code}:{self.prefix}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class SourceMapping(models.Model):
+    """How one source system's export becomes a domain's attributes (see docs/mapping-format.md)."""
+
+    source_system = models.ForeignKey(
+        SourceSystem, on_delete=models.CASCADE, related_name="mappings"
+    )
+    domain = models.CharField(max_length=50)
+    name = models.SlugField(max_length=100, default="default")
+    is_default = models.BooleanField(default=True)
+    spec = models.JSONField()
+    # Hash of the spec: part of every record's content hash, so a changed mapping re-maps.
+    fingerprint = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["source_system__code", "domain", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_system", "domain", "name"], name="uniq_mapping_name"
+            ),
+            models.UniqueConstraint(
+                fields=["source_system", "domain"],
+                condition=models.Q(is_default=True),
+                name="uniq_default_mapping",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_system.code}/{self.domain}/{self.name}"
+
+
+class IngestRun(models.Model):
+    """One load: an API request, a file, or a quarantine replay, with its counts and timings."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        PARTIAL = "partial", "Succeeded with rejects"
+        FAILED = "failed"
+
+    source_system = models.ForeignKey(
+        SourceSystem, on_delete=models.PROTECT, related_name="ingest_runs"
+    )
+    domain = models.CharField(max_length=50)
+    mapping = models.ForeignKey(SourceMapping, null=True, blank=True, on_delete=models.SET_NULL)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    file_name = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    read_count = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    deleted_count = models.PositiveIntegerField(default=0)
+    stale_count = models.PositiveIntegerField(default=0)
+    quarantined_count = models.PositiveIntegerField(default=0)
+    # The first errors, for display; every rejected row is in QuarantinedPayload.
+    errors = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["source_system", "domain", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.source_system_id}/{self.domain} {self.status}"
+
+    @property
+    def rows_per_second(self) -> float | None:
+        if not self.duration_seconds:
+            return None
+        return self.read_count / self.duration_seconds
+
+
+class SourceRecord(models.Model):
+    """One record as a source system holds it: raw payload, normalised attributes, hash."""
+
+    source_system = models.ForeignKey(
+        SourceSystem, on_delete=models.PROTECT, related_name="records"
+    )
+    domain = models.CharField(max_length=50)
+    source_key = models.CharField(max_length=255)
+    attributes = models.JSONField(default=dict)
+    raw = models.JSONField(default=dict)
+    content_hash = models.CharField(max_length=32)
+    version = models.PositiveIntegerField(default=1)
+    received_at = models.DateTimeField()
+    source_updated_at = models.DateTimeField(null=True, blank=True)
+    is_deleted = models.BooleanField(default=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    ingest_run = models.ForeignKey(IngestRun, null=True, blank=True, on_delete=models.SET_NULL)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_system", "domain", "source_key"], name="uniq_source_record"
+            )
+        ]
+        indexes = [models.Index(fields=["domain", "source_system"])]
+
+    def __str__(self) -> str:
+        return f"{self.source_system_id}/{self.domain}/{self.source_key}"
+
+
+class RecordChange(models.Model):
+    """A marker, written with the record in one transaction, that matching must look at it.
+
+    Matching consumes markers in id order and deletes the ones it has processed, so a record
+    accepted by ingestion can never be missed by matching.
+    """
+
+    class Kind(models.TextChoices):
+        UPSERT = "upsert"
+        DELETE = "delete"
+
+    record = models.ForeignKey(SourceRecord, on_delete=models.CASCADE, related_name="changes")
+    domain = models.CharField(max_length=50)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["domain", "id"])]
+
+
+class QuarantinedPayload(models.Model):
+    """A payload the hub could not accept, kept with its reasons for a steward to fix or discard."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        REPLAYED = "replayed"
+        DISCARDED = "discarded"
+
+    source_system = models.ForeignKey(
+        SourceSystem, on_delete=models.PROTECT, related_name="quarantine"
+    )
+    domain = models.CharField(max_length=50)
+    ingest_run = models.ForeignKey(IngestRun, null=True, blank=True, on_delete=models.SET_NULL)
+    mapping = models.ForeignKey(SourceMapping, null=True, blank=True, on_delete=models.SET_NULL)
+    source_key = models.CharField(max_length=255, blank=True)
+    line_number = models.PositiveIntegerField(null=True, blank=True)
+    payload = models.JSONField()
+    errors = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    resolution_note = models.TextField(blank=True)
+    record = models.ForeignKey(SourceRecord, null=True, blank=True, on_delete=models.SET_NULL)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "domain", "source_system"])]
+
+    def __str__(self) -> str:
+        return f"quarantine {self.pk} ({self.status})"
+
+
+class IdempotencyKey(models.Model):
+    """The stored response of an API write, replayed when the same key comes again."""
+
+    source_system = models.ForeignKey(SourceSystem, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source_system", "key"], name="uniq_idempotency_key")
+        ]

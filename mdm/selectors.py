@@ -1,0 +1,56 @@
+"""Reads of the mdm app, already narrowed to what the caller may see."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from mdm.domains import get_domain
+from mdm.mapping import CompiledMapping, compile_mapping, identity_mapping
+from mdm.models import IngestRun, QuarantinedPayload, SourceMapping, SourceRecord, SourceSystem
+
+
+class MappingNotFoundError(LookupError):
+    pass
+
+
+def mapping_for(
+    *, source_system: SourceSystem, domain: str, name: str | None = None
+) -> tuple[SourceMapping | None, CompiledMapping]:
+    """The named mapping, else the default one, else the identity mapping."""
+    get_domain(domain)  # raises for an unknown domain
+    qs = SourceMapping.objects.filter(source_system=source_system, domain=domain)
+    mapping = qs.filter(name=name).first() if name else qs.filter(is_default=True).first()
+    if name and mapping is None:
+        known = ", ".join(qs.values_list("name", flat=True)) or "none"
+        raise MappingNotFoundError(
+            f"source {source_system.code} has no mapping {name!r} for {domain} (known: {known})"
+        )
+    if mapping is None:
+        return None, identity_mapping(domain)
+    return mapping, compile_mapping(mapping.spec, domain=domain)
+
+
+def source_records_visible(
+    *, source_system: SourceSystem | None, domain: str | None = None
+) -> QuerySet[SourceRecord]:
+    """Records a caller may read: a source system sees only its own; staff see all."""
+    qs = SourceRecord.objects.select_related("source_system")
+    if source_system is not None:
+        qs = qs.filter(source_system=source_system)
+    if domain is not None:
+        qs = qs.filter(domain=domain)
+    return qs
+
+
+def ingest_runs_visible(*, source_system: SourceSystem | None) -> QuerySet[IngestRun]:
+    qs = IngestRun.objects.select_related("source_system")
+    if source_system is not None:
+        qs = qs.filter(source_system=source_system)
+    return qs
+
+
+def quarantine_visible(*, source_system: SourceSystem | None) -> QuerySet[QuarantinedPayload]:
+    qs = QuarantinedPayload.objects.select_related("source_system")
+    if source_system is not None:
+        qs = qs.filter(source_system=source_system)
+    return qs

@@ -1,0 +1,553 @@
+"""Ingestion: rows from the API or a file become source records, set-based and repeatable.
+
+The contract, for every entry point here:
+
+* A row whose content hash (mapping fingerprint + raw payload) equals the stored one is a
+  no-op, so re-sending the same data is cheap and changes nothing.
+* A row that cannot be mapped or fails validation is stored in quarantine with its reasons
+  and line number; the other rows are still applied.
+* Each applied chunk is one transaction: records, their history rows, quarantine rows and the
+  ``RecordChange`` markers that matching consumes are committed together or not at all.
+* A row older than what the hub holds (by the source's own updated-at) is reported ``stale``
+  and not applied, so out-of-order deliveries cannot overwrite newer data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from mdm import bulk
+from mdm.domains.base import FieldError
+from mdm.mapping import CompiledMapping
+from mdm.models import (
+    Channel,
+    IngestRun,
+    QuarantinedPayload,
+    RecordChange,
+    SourceMapping,
+    SourceRecord,
+    SourceSystem,
+)
+from mdm.readers import SourceRow, detect_format, line_label, open_rows
+
+logger = logging.getLogger(__name__)
+
+CREATED = "created"
+UPDATED = "updated"
+UNCHANGED = "unchanged"
+DELETED = "deleted"
+STALE = "stale"
+REJECTED = "rejected"
+MAX_STORED_ERRORS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """What happened to one input row."""
+
+    index: int
+    line: int | None
+    source_key: str | None
+    status: str
+    record_id: int | None = None
+    version: int | None = None
+    errors: tuple[FieldError, ...] = ()
+    quarantine_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "source_key": self.source_key}
+        out["status"] = self.status
+        if self.record_id is not None:
+            out["id"] = self.record_id
+            out["version"] = self.version
+        if self.errors:
+            out["errors"] = [e.as_dict() for e in self.errors]
+        if self.quarantine_id is not None:
+            out["quarantine_id"] = self.quarantine_id
+        return out
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    stale: int = 0
+    quarantined: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, results: Iterable[RowResult], label: str = "line") -> None:
+        for r in results:
+            self.read += 1
+            if r.status == REJECTED:
+                self.quarantined += 1
+                if len(self.errors) < MAX_STORED_ERRORS:
+                    self.errors.append(
+                        {
+                            label: r.line,
+                            "source_key": r.source_key,
+                            "errors": [e.as_dict() for e in r.errors],
+                            "quarantine_id": r.quarantine_id,
+                        }
+                    )
+            else:
+                setattr(self, r.status, getattr(self, r.status) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "stale": self.stale,
+            "quarantined": self.quarantined,
+        }
+
+
+def content_hash(fingerprint: str, data: Mapping[str, Any]) -> str:
+    """Hash of a raw payload under a mapping: equal hashes mean nothing to do."""
+    payload = orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.blake2b(fingerprint.encode() + payload, digest_size=16).hexdigest()
+
+
+def ingest_run_start(
+    *,
+    source_system: SourceSystem,
+    domain: str,
+    channel: str,
+    mapping: SourceMapping | None = None,
+    file_name: str = "",
+    user: Any = None,
+) -> IngestRun:
+    """Open an ``IngestRun`` row (status running).  Not idempotent: one call, one run."""
+    return IngestRun.objects.create(
+        source_system=source_system,
+        domain=domain,
+        channel=channel,
+        mapping=mapping,
+        file_name=file_name,
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+
+
+def ingest_run_finish(
+    *, run: IngestRun, counts: Counts, started: float, failure: str | None = None
+) -> IngestRun:
+    """Close a run with its counts and timing; status from the outcome.  Safe to repeat."""
+    run.finished_at = timezone.now()
+    run.duration_seconds = time.perf_counter() - started
+    _copy_counts(run, counts)
+    errors = list(counts.errors)
+    if failure:
+        run.status = IngestRun.Status.FAILED
+        errors.insert(0, {"error": failure})
+    elif counts.quarantined:
+        run.status = IngestRun.Status.PARTIAL
+    else:
+        run.status = IngestRun.Status.SUCCEEDED
+    run.errors = errors[:MAX_STORED_ERRORS]
+    run.save()
+    return run
+
+
+def _copy_counts(run: IngestRun, counts: Counts) -> None:
+    run.read_count = counts.read
+    run.created_count = counts.created
+    run.updated_count = counts.updated
+    run.unchanged_count = counts.unchanged
+    run.deleted_count = counts.deleted
+    run.stale_count = counts.stale
+    run.quarantined_count = counts.quarantined
+
+
+@dataclass(slots=True)
+class _Pending:
+    index: int
+    row: SourceRow
+    key: str
+    updated_at: datetime | None
+    deleted: bool
+    digest: str
+
+
+class _Retry(Exception):
+    """A record changed under us between the read and the lock; classify again."""
+
+
+def source_records_ingest_rows(
+    *,
+    run: IngestRun,
+    mapping: CompiledMapping,
+    rows: Sequence[SourceRow],
+    start_index: int = 0,
+    user: Any = None,
+    quarantine_rejects: bool = True,
+) -> list[RowResult]:
+    """Apply a chunk of rows for ``run``'s source system and domain.  Returns one result per row.
+
+    Atomic per chunk; safe to repeat (a repeat finds every row unchanged).  Can run inside an
+    outer transaction (the API wraps it with the idempotency key).
+    """
+    results: list[RowResult] = []
+    # A key that occurs twice in one chunk is applied in order: split into rounds of unique keys.
+    for round_rows in _rounds_of_unique_keys(rows, mapping, start_index):
+        for attempt in range(3):
+            try:
+                results.extend(_apply_round(run, mapping, round_rows, user, quarantine_rejects))
+                break
+            except (_Retry, IntegrityError):
+                if attempt == 2:
+                    raise
+                logger.info("ingest run %s: concurrent change, retrying chunk", run.pk)
+    results.sort(key=lambda r: r.index)
+    return results
+
+
+def _rounds_of_unique_keys(
+    rows: Sequence[SourceRow], mapping: CompiledMapping, start_index: int
+) -> Iterator[list[tuple[int, SourceRow]]]:
+    seen: dict[Any, int] = {}
+    rounds: list[list[tuple[int, SourceRow]]] = [[]]
+    for offset, row in enumerate(rows):
+        key = None
+        if row.data is not None:
+            key = mapping.meta(row.data).source_key
+        n = seen.get(key, 0) if key is not None else 0
+        if key is not None:
+            seen[key] = n + 1
+        while len(rounds) <= n:
+            rounds.append([])
+        rounds[n].append((start_index + offset, row))
+    yield from (r for r in rounds if r)
+
+
+def _apply_round(
+    run: IngestRun,
+    mapping: CompiledMapping,
+    rows: list[tuple[int, SourceRow]],
+    user: Any,
+    quarantine_rejects: bool = True,
+) -> list[RowResult]:
+    domain = mapping.domain
+    results: list[RowResult] = []
+    rejects: list[tuple[int, SourceRow, str | None, tuple[FieldError, ...]]] = []
+    pending: list[_Pending] = []
+    for index, row in rows:
+        if row.data is None:
+            error = FieldError("", row.error or "the row cannot be read", "unreadable")
+            rejects.append((index, row, None, (error,)))
+            continue
+        meta = mapping.meta(row.data)
+        if meta.errors:
+            rejects.append((index, row, meta.source_key, meta.errors))
+            continue
+        assert meta.source_key is not None
+        digest = content_hash(mapping.fingerprint, row.data)
+        pending.append(_Pending(index, row, meta.source_key, meta.source_updated_at, meta.deleted, digest))
+
+    existing = _existing(run.source_system_id, domain.code, [p.key for p in pending])
+    now = timezone.now()
+    to_create: list[tuple[_Pending, SourceRecord]] = []
+    to_update: list[tuple[_Pending, SourceRecord, str]] = []
+    for p in pending:
+        ex = existing.get(p.key)
+        if ex is not None and ex.content_hash == p.digest and ex.is_deleted == p.deleted:
+            results.append(RowResult(p.index, p.row.line, p.key, UNCHANGED, ex.pk, ex.version))
+            continue
+        if ex is None and p.deleted:
+            # A tombstone for a record the hub never had: nothing to do.
+            results.append(RowResult(p.index, p.row.line, p.key, UNCHANGED))
+            continue
+        if (
+            ex is not None
+            and ex.source_updated_at is not None
+            and p.updated_at is not None
+            and p.updated_at < ex.source_updated_at
+        ):
+            results.append(RowResult(p.index, p.row.line, p.key, STALE, ex.pk, ex.version))
+            continue
+        assert p.row.data is not None
+        if p.deleted:
+            assert ex is not None
+            to_update.append((p, _tombstoned(ex, p, run, now), DELETED))
+            continue
+        values, errors = mapping.map_attributes(p.row.data)
+        attributes: dict[str, Any] = {}
+        if not errors:
+            attributes, errors = domain.normalise(values)
+        if errors:
+            rejects.append((p.index, p.row, p.key, tuple(errors)))
+            continue
+        if ex is None:
+            record = SourceRecord(
+                source_system_id=run.source_system_id,
+                domain=domain.code,
+                source_key=p.key,
+                attributes=attributes,
+                raw=p.row.data,
+                content_hash=p.digest,
+                version=1,
+                received_at=now,
+                source_updated_at=p.updated_at,
+                is_deleted=False,
+                deleted_at=None,
+                ingest_run_id=run.pk,
+            )
+            to_create.append((p, record))
+        else:
+            ex.attributes = attributes
+            ex.raw = p.row.data
+            ex.content_hash = p.digest
+            ex.version += 1
+            ex.received_at = now
+            ex.source_updated_at = p.updated_at or ex.source_updated_at
+            ex.is_deleted = False
+            ex.deleted_at = None
+            ex.ingest_run_id = run.pk
+            to_update.append((p, ex, UPDATED))
+
+    tombstones = [rec for _, rec, status in to_update if status == DELETED]
+    if tombstones:
+        # Tombstones keep their last attributes; `_existing` did not load them.
+        kept = dict(
+            SourceRecord.objects.filter(id__in=[r.pk for r in tombstones]).values_list(
+                "id", "attributes"
+            )
+        )
+        for rec in tombstones:
+            rec.attributes = kept[rec.pk]
+    reason = f"{run.channel} ingest run {run.pk} from {run.source_system.code}"
+    with transaction.atomic():
+        if to_update:
+            _lock_and_check([(rec.pk, rec.version - 1) for _, rec, _ in to_update])
+        quarantine = [
+            QuarantinedPayload(
+                source_system_id=run.source_system_id,
+                domain=domain.code,
+                ingest_run=run,
+                mapping_id=run.mapping_id,
+                source_key=key or "",
+                line_number=row.line,
+                payload=row.data if row.data is not None else {"_unparsed": row.text},
+                errors=[e.as_dict() for e in errors],
+            )
+            for _, row, key, errors in rejects
+        ] if quarantine_rejects else []
+        if quarantine:
+            from simple_history.utils import bulk_create_with_history
+
+            bulk_create_with_history(
+                quarantine,
+                QuarantinedPayload,
+                default_change_reason=reason,
+                default_date=now,
+                default_user=user if getattr(user, "pk", None) else None,
+            )
+        bulk.records_create([r for _, r in to_create], history_date=now, reason=reason, user=user)
+        bulk.records_update([r for _, r, _ in to_update], history_date=now, reason=reason, user=user)
+        changes = [
+            RecordChange(record_id=r.pk, domain=domain.code, kind=RecordChange.Kind.UPSERT, created_at=now)
+            for _, r in to_create
+        ] + [
+            RecordChange(
+                record_id=r.pk,
+                domain=domain.code,
+                kind=RecordChange.Kind.DELETE if status == DELETED else RecordChange.Kind.UPSERT,
+                created_at=now,
+            )
+            for _, r, status in to_update
+        ]
+        bulk.changes_create(changes)
+
+    quarantine_ids = [q.pk for q in quarantine] if quarantine_rejects else [None] * len(rejects)
+    for (index, row, key, errors), q_id in zip(rejects, quarantine_ids, strict=True):
+        results.append(RowResult(index, row.line, key, REJECTED, errors=errors, quarantine_id=q_id))
+    for p, record in to_create:
+        results.append(RowResult(p.index, p.row.line, p.key, CREATED, record.pk, record.version))
+    for p, record, status in to_update:
+        results.append(RowResult(p.index, p.row.line, p.key, status, record.pk, record.version))
+    return results
+
+
+def _tombstoned(ex: SourceRecord, p: _Pending, run: IngestRun, now: datetime) -> SourceRecord:
+    assert p.row.data is not None
+    ex.raw = p.row.data
+    ex.content_hash = p.digest
+    ex.version += 1
+    ex.received_at = now
+    ex.source_updated_at = p.updated_at or ex.source_updated_at
+    ex.is_deleted = True
+    ex.deleted_at = now
+    ex.ingest_run_id = run.pk
+    return ex
+
+
+def _existing(source_system_id: int, domain: str, keys: list[str]) -> dict[str, SourceRecord]:
+    if not keys:
+        return {}
+    found: dict[str, SourceRecord] = {}
+    step = 5000
+    for start in range(0, len(keys), step):
+        batch = keys[start : start + step]
+        qs = SourceRecord.objects.filter(
+            source_system_id=source_system_id, domain=domain, source_key__in=batch
+        ).only(
+            "id",
+            "source_system_id",
+            "domain",
+            "source_key",
+            "content_hash",
+            "version",
+            "is_deleted",
+            "source_updated_at",
+        )
+        for rec in qs:
+            found[rec.source_key] = rec
+    return found
+
+
+def _lock_and_check(expected: list[tuple[int, int]]) -> None:
+    """Lock the records about to change and check nobody changed them since we read them."""
+    want = dict(expected)
+    ids = list(want)
+    for start in range(0, len(ids), 5000):
+        batch = ids[start : start + 5000]
+        current = SourceRecord.objects.select_for_update().filter(id__in=batch).values_list("id", "version")
+        for pk, version in current:
+            if want[pk] != version:
+                raise _Retry(pk)
+
+
+# --- whole files ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileIngestResult:
+    run: IngestRun
+    counts: Counts
+    label: str
+
+
+def source_records_ingest_file(
+    *,
+    path: Path,
+    source_system: SourceSystem,
+    mapping: CompiledMapping,
+    mapping_obj: SourceMapping | None = None,
+    file_format: str | None = None,
+    chunk_size: int | None = None,
+    user: Any = None,
+    on_progress: Callable[[int, int, Counts], None] | None = None,
+) -> FileIngestResult:
+    """Stream a CSV/JSON/JSONL/Parquet export into the hub, one transaction per chunk.
+
+    Safe to repeat: a re-run of the same file finds every row unchanged.  A failure part-way
+    (database gone) marks the run failed; the chunks already committed stay, and a re-run
+    picks up the rest.
+    """
+    fmt = detect_format(path, file_format or mapping.file_format)
+    rows, progress = open_rows(path, fmt, delimiter=mapping.delimiter, encoding=mapping.encoding)
+    label = line_label(fmt)
+    size = chunk_size or settings.AURUM_INGEST_CHUNK_SIZE
+    run = ingest_run_start(
+        source_system=source_system,
+        domain=mapping.domain.code,
+        channel=Channel.FILE,
+        mapping=mapping_obj,
+        file_name=path.name,
+        user=user,
+    )
+    counts = Counts()
+    started = time.perf_counter()
+    chunk: list[SourceRow] = []
+    try:
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= size:
+                _file_chunk(run, mapping, chunk, counts, label, user)
+                chunk = []
+                if on_progress:
+                    on_progress(progress.position, progress.total, counts)
+        if chunk:
+            _file_chunk(run, mapping, chunk, counts, label, user)
+            if on_progress:
+                on_progress(progress.position, progress.total, counts)
+    except Exception as exc:
+        ingest_run_finish(run=run, counts=counts, started=started, failure=f"{type(exc).__name__}: {exc}")
+        raise
+    ingest_run_finish(run=run, counts=counts, started=started)
+    return FileIngestResult(run, counts, label)
+
+
+def _file_chunk(
+    run: IngestRun,
+    mapping: CompiledMapping,
+    chunk: list[SourceRow],
+    counts: Counts,
+    label: str,
+    user: Any,
+) -> None:
+    results = source_records_ingest_rows(run=run, mapping=mapping, rows=chunk, user=user)
+    counts.add(results, label)
+    _copy_counts(run, counts)
+    IngestRun.objects.filter(pk=run.pk).update(
+        read_count=run.read_count,
+        created_count=run.created_count,
+        updated_count=run.updated_count,
+        unchanged_count=run.unchanged_count,
+        deleted_count=run.deleted_count,
+        stale_count=run.stale_count,
+        quarantined_count=run.quarantined_count,
+    )
+
+
+# --- single records ---------------------------------------------------------------------
+
+
+def source_record_tombstone(
+    *, source_system: SourceSystem, domain: str, source_key: str, user: Any = None
+) -> SourceRecord | None:
+    """Mark a record deleted in its source (a tombstone).  Returns None for an unknown key.
+
+    Safe to repeat: tombstoning a tombstone changes nothing.
+    """
+    with transaction.atomic():
+        record = (
+            SourceRecord.objects.select_for_update()
+            .filter(source_system=source_system, domain=domain, source_key=source_key)
+            .first()
+        )
+        if record is None or record.is_deleted:
+            return record
+        now = timezone.now()
+        run = ingest_run_start(
+            source_system=source_system, domain=domain, channel=Channel.API, user=user
+        )
+        record.is_deleted = True
+        record.deleted_at = now
+        record.received_at = now
+        record.version += 1
+        record.ingest_run = run
+        record._change_reason = f"api delete from {source_system.code}"  # type: ignore[attr-defined]
+        record.save()
+        RecordChange.objects.create(
+            record=record, domain=domain, kind=RecordChange.Kind.DELETE, created_at=now
+        )
+        counts = Counts(read=1, deleted=1)
+        ingest_run_finish(run=run, counts=counts, started=time.perf_counter())
+    return record
