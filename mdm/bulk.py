@@ -8,6 +8,7 @@ history row: no write path bypasses history.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -44,25 +45,64 @@ UPDATE_FIELDS = [
 ]
 
 
+@dataclass(slots=True)
+class RecordRow:
+    """A source record on its way into the table: plain data, no model instance."""
+
+    pk: int | None
+    source_system_id: int
+    domain: str
+    source_key: str
+    attributes: dict[str, Any]
+    raw: dict[str, Any]
+    content_hash: str
+    version: int
+    received_at: datetime
+    source_updated_at: datetime | None
+    is_deleted: bool
+    deleted_at: datetime | None
+    ingest_run_id: int | None
+
+    def to_model(self) -> SourceRecord:
+        return SourceRecord(
+            pk=self.pk,
+            source_system_id=self.source_system_id,
+            domain=self.domain,
+            source_key=self.source_key,
+            attributes=self.attributes,
+            raw=self.raw,
+            content_hash=self.content_hash,
+            version=self.version,
+            received_at=self.received_at,
+            source_updated_at=self.source_updated_at,
+            is_deleted=self.is_deleted,
+            deleted_at=self.deleted_at,
+            ingest_run_id=self.ingest_run_id,
+        )
+
+
 def _use_copy() -> bool:
     return connection.vendor == "postgresql"
 
 
 def records_create(
-    records: list[SourceRecord], *, history_date: datetime, reason: str, user: Any = None
+    records: list[RecordRow], *, history_date: datetime, reason: str, user: Any = None
 ) -> None:
     """Insert new records with their '+' history rows; sets ``pk`` on each record."""
     if not records:
         return
     if not _use_copy():
+        models = [r.to_model() for r in records]
         bulk_create_with_history(
-            records,
+            models,
             SourceRecord,
             batch_size=500,
             default_user=user,
             default_change_reason=reason,
             default_date=history_date,
         )
+        for row, model in zip(records, models, strict=True):
+            row.pk = model.pk
         return
     table = SourceRecord._meta.db_table
     with connection.cursor() as cursor:
@@ -73,19 +113,20 @@ def records_create(
         ids = [row[0] for row in cursor.fetchall()]
     for record, pk in zip(records, ids, strict=True):
         record.pk = pk
-    _copy_records(records, table, with_id=True)
-    _copy_history(records, "+", history_date, reason, user)
+    rows = [_record_row(r) for r in records]
+    _copy_records(rows, table)
+    _copy_history(rows, "+", history_date, reason, user)
 
 
 def records_update(
-    records: list[SourceRecord], *, history_date: datetime, reason: str, user: Any = None
+    records: list[RecordRow], *, history_date: datetime, reason: str, user: Any = None
 ) -> None:
     """Update changed records (all UPDATE_FIELDS) with their '~' history rows."""
     if not records:
         return
     if not _use_copy():
         bulk_update_with_history(
-            records,
+            [r.to_model() for r in records],
             SourceRecord,
             UPDATE_FIELDS,
             batch_size=500,
@@ -101,7 +142,8 @@ def records_update(
             "ON COMMIT DELETE ROWS"
         )
         cursor.execute("TRUNCATE _aurum_upd")
-    _copy_records(records, "_aurum_upd", with_id=True)
+    rows = [_record_row(r) for r in records]
+    _copy_records(rows, "_aurum_upd")
     sets = ", ".join(
         f"{col} = u.{col}"
         for col in RECORD_FIELDS
@@ -110,29 +152,38 @@ def records_update(
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {table} t SET {sets} FROM _aurum_upd u WHERE t.id = u.id")  # noqa: S608
         cursor.execute("TRUNCATE _aurum_upd")
-    _copy_history(records, "~", history_date, reason, user)
+    _copy_history(rows, "~", history_date, reason, user)
 
 
-def changes_create(changes: Sequence[RecordChange]) -> None:
+def changes_create(changes: Sequence[tuple[int, str]], *, domain: str, when: datetime) -> None:
+    """Write a ``RecordChange`` marker (record id, kind) for each changed record."""
     if not changes:
         return
     if not _use_copy():
-        RecordChange.objects.bulk_create(changes, batch_size=1000)
+        RecordChange.objects.bulk_create(
+            [
+                RecordChange(record_id=pk, domain=domain, kind=kind, created_at=when)
+                for pk, kind in changes
+            ],
+            batch_size=1000,
+        )
         return
     table = RecordChange._meta.db_table
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        with cursor.copy(  # type: ignore[attr-defined]
-            f"COPY {table} (record_id, domain, kind, created_at) FROM STDIN"
-        ) as copy:
-            for change in changes:
-                copy.write_row((change.record_id, change.domain, change.kind, change.created_at))
+    sql = f"COPY {table} (record_id, domain, kind, created_at) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.copy(sql) as copy,
+    ):
+        for pk, kind in changes:
+            copy.write_row((pk, domain, kind, when))
 
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _record_row(record: SourceRecord) -> tuple[Any, ...]:
+def _record_row(record: RecordRow) -> tuple[Any, ...]:
     return (
         record.pk,
         record.source_system_id,
@@ -150,22 +201,22 @@ def _record_row(record: SourceRecord) -> tuple[Any, ...]:
     )
 
 
-def _copy_records(records: Sequence[SourceRecord], table: str, *, with_id: bool) -> None:
+def _copy_records(rows: Sequence[tuple[Any, ...]], table: str) -> None:
     columns = ("id", *RECORD_FIELDS)
-    # Build every row before COPY starts: a lazy field load during COPY would deadlock.
-    rows = [_record_row(record) for record in records]
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        with cursor.copy(  # type: ignore[attr-defined]
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row(row)
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.copy(sql) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 def _copy_history(
-    records: Sequence[SourceRecord], kind: str, when: datetime, reason: str, user: Any
+    records: Sequence[tuple[Any, ...]], kind: str, when: datetime, reason: str, user: Any
 ) -> None:
-    history_model: Any = SourceRecord.history.model  # type: ignore[attr-defined]
+    history_model: Any = SourceRecord.history.model
     table = history_model._meta.db_table
     columns = (
         "id",
@@ -176,11 +227,12 @@ def _copy_history(
         "history_user_id",
     )
     user_id = getattr(user, "pk", None)
-    rows = [(*_record_row(record), when, reason, kind, user_id) for record in records]
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        with cursor.copy(  # type: ignore[attr-defined]
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row(row)
-
+    rows = [(*record, when, reason, kind, user_id) for record in records]
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.copy(sql) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)

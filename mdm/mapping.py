@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,18 @@ def _template(template: str, where: str) -> Callable[[Mapping[str, Any]], Any]:
     return render
 
 
+@lru_cache(maxsize=65536)
+def _parse_text_date(text: str, formats: tuple[str, ...], as_date: bool) -> str:
+    for fmt in formats:
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return parsed.date().isoformat() if as_date else parsed.isoformat()
+    shown = " or ".join(repr(f) for f in formats)
+    raise ValueError(f"{text!r} does not match the date format {shown}")
+
+
 def _parse_datetime(value: Any, formats: tuple[str, ...], *, as_date: bool) -> Any:
     if isinstance(value, datetime):
         return value.date().isoformat() if as_date else value
@@ -150,14 +163,7 @@ def _parse_datetime(value: Any, formats: tuple[str, ...], *, as_date: bool) -> A
     text = str(value).strip()
     if not formats:
         return text  # the domain's normaliser reads ISO 8601 itself
-    for fmt in formats:
-        try:
-            parsed = datetime.strptime(text, fmt)  # noqa: DTZ007 - made aware below when needed
-        except ValueError:
-            continue
-        return parsed.date().isoformat() if as_date else parsed.isoformat()
-    shown = " or ".join(repr(f) for f in formats)
-    raise ValueError(f"{text!r} does not match the date format {shown}")
+    return _parse_text_date(text, formats, as_date)
 
 
 def _formats(value: Any, where: str) -> tuple[str, ...]:
@@ -269,7 +275,7 @@ def _to_aware(value: Any, formats: tuple[str, ...]) -> datetime:
         parsed_value: datetime | None = None
         for fmt in formats:
             try:
-                parsed_value = datetime.strptime(text, fmt)  # noqa: DTZ007
+                parsed_value = datetime.strptime(text, fmt)
                 break
             except ValueError:
                 continue
@@ -421,7 +427,10 @@ def compile_mapping(spec: Mapping[str, Any], *, domain: str | None = None) -> Co
         raise MappingError(f"'format' must be one of {', '.join(FILE_FORMATS)}")
 
     key_spec = spec.get("key")
-    if not isinstance(key_spec, dict) or len([k for k in ("field", "template") if k in key_spec]) != 1:
+    if (
+        not isinstance(key_spec, dict)
+        or len([k for k in ("field", "template") if k in key_spec]) != 1
+    ):
         raise MappingError("[key] needs exactly one of 'field' or 'template'")
     key = (
         _getter(key_spec["field"])
@@ -522,7 +531,9 @@ def load_mapping_file(path: str | Path) -> dict[str, Any]:
         else:
             data = tomllib.loads(text.decode("utf-8"))
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise MappingError(f"{p}: not valid {p.suffix.lstrip('.').upper() or 'TOML'}: {exc}") from exc
+        raise MappingError(
+            f"{p}: not valid {p.suffix.lstrip('.').upper() or 'TOML'}: {exc}"
+        ) from exc
     if not isinstance(data, dict):
         raise MappingError(f"{p}: a mapping file holds one table/object")
     return data

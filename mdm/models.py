@@ -142,8 +142,9 @@ class IngestRun(models.Model):
 class SourceRecord(models.Model):
     """One record as a source system holds it: raw payload, normalised attributes, hash."""
 
+    # Indexed by the unique constraint (source_system, domain, source_key) already.
     source_system = models.ForeignKey(
-        SourceSystem, on_delete=models.PROTECT, related_name="records"
+        SourceSystem, on_delete=models.PROTECT, related_name="records", db_index=False
     )
     domain = models.CharField(max_length=50)
     source_key = models.CharField(max_length=255)
@@ -155,8 +156,11 @@ class SourceRecord(models.Model):
     source_updated_at = models.DateTimeField(null=True, blank=True)
     is_deleted = models.BooleanField(default=False)
     deleted_at = models.DateTimeField(null=True, blank=True)
-    ingest_run = models.ForeignKey(IngestRun, null=True, blank=True, on_delete=models.SET_NULL)
-    history = HistoricalRecords(get_user=history_user)
+    ingest_run = models.ForeignKey(
+        IngestRun, null=True, blank=True, on_delete=models.SET_NULL, db_index=False
+    )
+    # Every index costs on the bulk load path; history is read by record id and date.
+    history = HistoricalRecords(get_user=history_user, no_db_index=["source_system", "ingest_run"])
 
     class Meta:
         ordering = ["id"]
@@ -190,6 +194,9 @@ class RecordChange(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["domain", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.domain} record {self.record_id}"
 
 
 class QuarantinedPayload(models.Model):
@@ -242,3 +249,6 @@ class IdempotencyKey(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source_system", "key"], name="uniq_idempotency_key")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.source_system_id}:{self.key}"

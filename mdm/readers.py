@@ -121,7 +121,9 @@ def _csv_rows(path: Path, delimiter: str, encoding: str, progress: Progress) -> 
         try:
             header = next(reader)
         except StopIteration:
-            raise FileFormatError(f"{path.name} is empty: a CSV export needs a header row") from None
+            raise FileFormatError(
+                f"{path.name} is empty: a CSV export needs a header row"
+            ) from None
         except (UnicodeDecodeError, csv.Error) as exc:
             raise FileFormatError(f"{path.name} line 1: cannot read the header: {exc}") from exc
         if header and header[0].startswith("\ufeff"):

@@ -33,7 +33,9 @@ def missing_service(reason: str) -> None:
 def _reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 1):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 1
+        ):
             return True
     except OSError:
         return False
@@ -42,7 +44,9 @@ def _reachable(url: str, default_port: int) -> bool:
 @pytest.fixture
 def require_postgres() -> None:
     if connection.vendor != "postgresql":
-        missing_service("needs PostgreSQL: set DATABASE_URL=postgres://... (the suite runs on SQLite)")
+        missing_service(
+            "needs PostgreSQL: set DATABASE_URL=postgres://... (the suite runs on SQLite)"
+        )
 
 
 @pytest.fixture

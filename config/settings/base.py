@@ -166,6 +166,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
+        "control_folder": str(BROKER_DIR / "control"),
     }
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 else:
@@ -194,3 +195,10 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "mdm.purge_idempotency_keys", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Files at least this large are mapped and normalised in worker processes while the previous
+# chunk is written; 0 workers turns it off.
+AURUM_INGEST_WORKERS = int(os.environ.get("AURUM_INGEST_WORKERS", str(min(2, os.cpu_count() or 1))))
+AURUM_INGEST_PARALLEL_MIN_BYTES = int(
+    os.environ.get("AURUM_INGEST_PARALLEL_MIN_BYTES", str(4 * 1024 * 1024))
+)

@@ -23,7 +23,7 @@ CONN_MAX_AGE = 60
 DATABASES["default"]["CONN_MAX_AGE"] = int(  # noqa: F405
     __import__("os").environ.get("CONN_MAX_AGE", "60")
 )
-REST_FRAMEWORK = {  # noqa: F405
+REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }

@@ -29,7 +29,7 @@ class RowResultSerializer(serializers.Serializer):
     )
     id = serializers.IntegerField(required=False)
     version = serializers.IntegerField(required=False)
-    errors = serializers.ListField(child=serializers.DictField(), required=False)
+    errors = serializers.ListField(child=serializers.DictField(), required=False)  # type: ignore[assignment]
     quarantine_id = serializers.IntegerField(required=False)
 
 
@@ -50,7 +50,7 @@ class IngestResponseSerializer(serializers.Serializer):
 
 
 class SourceRecordSerializer(serializers.ModelSerializer):
-    source = serializers.CharField(source="source_system.code")
+    source = serializers.CharField(source="source_system.code")  # type: ignore[assignment]
 
     class Meta:
         model = SourceRecord
@@ -91,7 +91,7 @@ class SourceRecordHistorySerializer(serializers.Serializer):
 
 
 class IngestRunSerializer(serializers.ModelSerializer):
-    source = serializers.CharField(source="source_system.code")
+    source = serializers.CharField(source="source_system.code")  # type: ignore[assignment]
     mapping = serializers.CharField(source="mapping.name", allow_null=True, default=None)
     rows_per_second = serializers.FloatField(allow_null=True)
 
@@ -122,7 +122,7 @@ class IngestRunSerializer(serializers.ModelSerializer):
 
 
 class QuarantinedPayloadSerializer(serializers.ModelSerializer):
-    source = serializers.CharField(source="source_system.code")
+    source = serializers.CharField(source="source_system.code")  # type: ignore[assignment]
 
     class Meta:
         model = QuarantinedPayload
@@ -158,14 +158,14 @@ class QuarantineDiscardInputSerializer(serializers.Serializer):
 class DomainAttributeSerializer(serializers.Serializer):
     name = serializers.CharField()
     type = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     pii = serializers.BooleanField()
-    required = serializers.BooleanField()
+    required = serializers.BooleanField()  # type: ignore[assignment]
     group = serializers.CharField(allow_null=True)
     choices = serializers.ListField(child=serializers.CharField())
 
 
 class DomainSerializer(serializers.Serializer):
     code = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     attributes = DomainAttributeSerializer(many=True)

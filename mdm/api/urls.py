@@ -8,7 +8,9 @@ urlpatterns = [
     path("ingest-runs/<int:pk>", views.IngestRunDetailView.as_view(), name="ingest-run"),
     path("quarantine", views.QuarantineListView.as_view(), name="quarantine"),
     path("quarantine/<int:pk>", views.QuarantineDetailView.as_view(), name="quarantine-detail"),
-    path("quarantine/<int:pk>/replay", views.QuarantineReplayView.as_view(), name="quarantine-replay"),
+    path(
+        "quarantine/<int:pk>/replay", views.QuarantineReplayView.as_view(), name="quarantine-replay"
+    ),
     path(
         "quarantine/<int:pk>/discard",
         views.QuarantineDiscardView.as_view(),

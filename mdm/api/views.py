@@ -167,7 +167,7 @@ class RecordCollectionView(generics.ListAPIView):
                 )
         else:
             raise exceptions.ValidationError(
-                "The body must be a JSON object: one record, or {\"records\": [...]}."
+                'The body must be a JSON object: one record, or {"records": [...]}.'
             )
         limit = settings.AURUM_MAX_BATCH_RECORDS
         if len(records) > limit:
@@ -188,11 +188,11 @@ class RecordCollectionView(generics.ListAPIView):
 
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not (0 < len(key) <= 255):
-            raise exceptions.ValidationError(
-                {IDEMPOTENCY_HEADER: ["Must be 1 to 255 characters."]}
-            )
+            raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 characters."]})
         request_hash = hashlib.sha256(
-            request.get_full_path().encode() + b"\n" + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+            request.get_full_path().encode()
+            + b"\n"
+            + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         ).hexdigest()
         if key:
             replay = _idempotent_replay(source_system, key, request_hash)
@@ -325,7 +325,7 @@ class RecordHistoryView(APIView):
     def get(self, request: Request, domain: str, source_key: str) -> Response:
         domain = _domain_or_404(domain)
         record = _record_for(request, domain, source_key)
-        versions = record.history.select_related("history_user").order_by(  # type: ignore[attr-defined]
+        versions = record.history.select_related("history_user").order_by(
             "-history_date", "-history_id"
         )
         return Response(s.SourceRecordHistorySerializer(versions, many=True).data)
@@ -360,7 +360,9 @@ class QuarantineListView(generics.ListAPIView):
             if params.get(name):
                 qs = qs.filter(**{name: params[name]})
         if params.get("run"):
-            qs = qs.filter(ingest_run_id=params["run"])
+            if not params["run"].isdigit():
+                raise exceptions.ValidationError({"run": ["Must be an ingest run id."]})
+            qs = qs.filter(ingest_run_id=int(params["run"]))
         return qs
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,12 +27,14 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
 from mdm import bulk
+from mdm.bulk import RecordRow
 from mdm.domains.base import FieldError
-from mdm.mapping import CompiledMapping
+from mdm.mapping import CompiledMapping, RowMeta
 from mdm.models import (
     Channel,
     IngestRun,
@@ -40,6 +44,7 @@ from mdm.models import (
     SourceRecord,
     SourceSystem,
 )
+from mdm.parallel import Normalised, normalise_rows, worker_init, worker_normalise
 from mdm.readers import SourceRow, detect_format, line_label, open_rows
 
 logger = logging.getLogger(__name__)
@@ -218,109 +223,130 @@ def source_records_ingest_rows(
     return results
 
 
+_Item = tuple[int, SourceRow, RowMeta | None]
+
+
 def _rounds_of_unique_keys(
     rows: Sequence[SourceRow], mapping: CompiledMapping, start_index: int
-) -> Iterator[list[tuple[int, SourceRow]]]:
+) -> Iterator[list[_Item]]:
     seen: dict[Any, int] = {}
-    rounds: list[list[tuple[int, SourceRow]]] = [[]]
+    rounds: list[list[_Item]] = [[]]
     for offset, row in enumerate(rows):
-        key = None
-        if row.data is not None:
-            key = mapping.meta(row.data).source_key
+        meta = mapping.meta(row.data) if row.data is not None else None
+        key = meta.source_key if meta is not None else None
         n = seen.get(key, 0) if key is not None else 0
         if key is not None:
             seen[key] = n + 1
         while len(rounds) <= n:
             rounds.append([])
-        rounds[n].append((start_index + offset, row))
+        rounds[n].append((start_index + offset, row, meta))
     yield from (r for r in rounds if r)
 
 
-def _apply_round(
-    run: IngestRun,
-    mapping: CompiledMapping,
-    rows: list[tuple[int, SourceRow]],
-    user: Any,
-    quarantine_rejects: bool = True,
-) -> list[RowResult]:
+@dataclass
+class _Plan:
+    """A round of rows, classified against what the hub holds, before any write."""
+
+    results: list[RowResult]
+    rejects: list[tuple[int, SourceRow, str | None, tuple[FieldError, ...]]]
+    to_normalise: list[tuple[_Pending, _Existing | None]]
+    to_create: list[tuple[_Pending, RecordRow]]
+    to_update: list[tuple[_Pending, RecordRow, str]]
+    now: datetime
+
+
+def _classify(run: IngestRun, mapping: CompiledMapping, rows: list[_Item]) -> _Plan:
+    """Decide per row: reject, unchanged, stale, tombstone, or needs normalising."""
     domain = mapping.domain
-    results: list[RowResult] = []
-    rejects: list[tuple[int, SourceRow, str | None, tuple[FieldError, ...]]] = []
+    plan = _Plan([], [], [], [], [], timezone.now())
     pending: list[_Pending] = []
-    for index, row in rows:
-        if row.data is None:
+    for index, row, meta in rows:
+        if row.data is None or meta is None:
             error = FieldError("", row.error or "the row cannot be read", "unreadable")
-            rejects.append((index, row, None, (error,)))
+            plan.rejects.append((index, row, None, (error,)))
             continue
-        meta = mapping.meta(row.data)
         if meta.errors:
-            rejects.append((index, row, meta.source_key, meta.errors))
+            plan.rejects.append((index, row, meta.source_key, meta.errors))
             continue
         assert meta.source_key is not None
         digest = content_hash(mapping.fingerprint, row.data)
-        pending.append(_Pending(index, row, meta.source_key, meta.source_updated_at, meta.deleted, digest))
+        pending.append(
+            _Pending(index, row, meta.source_key, meta.source_updated_at, meta.deleted, digest)
+        )
 
     existing = _existing(run.source_system_id, domain.code, [p.key for p in pending])
-    now = timezone.now()
-    to_create: list[tuple[_Pending, SourceRecord]] = []
-    to_update: list[tuple[_Pending, SourceRecord, str]] = []
     for p in pending:
         ex = existing.get(p.key)
         if ex is not None and ex.content_hash == p.digest and ex.is_deleted == p.deleted:
-            results.append(RowResult(p.index, p.row.line, p.key, UNCHANGED, ex.pk, ex.version))
-            continue
-        if ex is None and p.deleted:
+            plan.results.append(RowResult(p.index, p.row.line, p.key, UNCHANGED, ex.pk, ex.version))
+        elif ex is None and p.deleted:
             # A tombstone for a record the hub never had: nothing to do.
-            results.append(RowResult(p.index, p.row.line, p.key, UNCHANGED))
-            continue
-        if (
+            plan.results.append(RowResult(p.index, p.row.line, p.key, UNCHANGED))
+        elif (
             ex is not None
             and ex.source_updated_at is not None
             and p.updated_at is not None
             and p.updated_at < ex.source_updated_at
         ):
-            results.append(RowResult(p.index, p.row.line, p.key, STALE, ex.pk, ex.version))
-            continue
-        assert p.row.data is not None
-        if p.deleted:
+            plan.results.append(RowResult(p.index, p.row.line, p.key, STALE, ex.pk, ex.version))
+        elif p.deleted:
             assert ex is not None
-            to_update.append((p, _tombstoned(ex, p, run, now), DELETED))
-            continue
-        values, errors = mapping.map_attributes(p.row.data)
-        attributes: dict[str, Any] = {}
-        if not errors:
-            attributes, errors = domain.normalise(values)
-        if errors:
-            rejects.append((p.index, p.row, p.key, tuple(errors)))
-            continue
-        if ex is None:
-            record = SourceRecord(
-                source_system_id=run.source_system_id,
-                domain=domain.code,
-                source_key=p.key,
-                attributes=attributes,
-                raw=p.row.data,
-                content_hash=p.digest,
-                version=1,
-                received_at=now,
-                source_updated_at=p.updated_at,
-                is_deleted=False,
-                deleted_at=None,
-                ingest_run_id=run.pk,
-            )
-            to_create.append((p, record))
+            record = _record_from(ex, run, p, plan.now)
+            record.is_deleted = True
+            record.deleted_at = plan.now
+            plan.to_update.append((p, record, DELETED))
         else:
-            ex.attributes = attributes
-            ex.raw = p.row.data
-            ex.content_hash = p.digest
-            ex.version += 1
-            ex.received_at = now
-            ex.source_updated_at = p.updated_at or ex.source_updated_at
-            ex.is_deleted = False
-            ex.deleted_at = None
-            ex.ingest_run_id = run.pk
-            to_update.append((p, ex, UPDATED))
+            plan.to_normalise.append((p, ex))
+    return plan
 
+
+def _complete(plan: _Plan, run: IngestRun, normalised: Sequence[Normalised]) -> None:
+    """Turn normalised rows into records to create or update, or rejects."""
+    for (p, ex), (attributes, errors) in zip(plan.to_normalise, normalised, strict=True):
+        assert p.row.data is not None
+        if errors:
+            plan.rejects.append((p.index, p.row, p.key, errors))
+        elif ex is None:
+            new = RecordRow(
+                None,
+                run.source_system_id,
+                run.domain,
+                p.key,
+                attributes,
+                p.row.data,
+                p.digest,
+                1,
+                plan.now,
+                p.updated_at,
+                False,
+                None,
+                run.pk,
+            )
+            plan.to_create.append((p, new))
+        else:
+            record = _record_from(ex, run, p, plan.now)
+            record.attributes = attributes
+            plan.to_update.append((p, record, UPDATED))
+    plan.to_normalise = []
+
+
+def _apply_round(
+    run: IngestRun,
+    mapping: CompiledMapping,
+    rows: list[_Item],
+    user: Any,
+    quarantine_rejects: bool = True,
+) -> list[RowResult]:
+    plan = _classify(run, mapping, rows)
+    normalised = normalise_rows(mapping, [p.row.data or {} for p, _ in plan.to_normalise])
+    _complete(plan, run, normalised)
+    return _write(plan, run, user, quarantine_rejects)
+
+
+def _write(plan: _Plan, run: IngestRun, user: Any, quarantine_rejects: bool) -> list[RowResult]:
+    """Apply a completed plan in one transaction (lock, then check versions)."""
+    now, rejects, to_create, to_update = plan.now, plan.rejects, plan.to_create, plan.to_update
+    results = plan.results
     tombstones = [rec for _, rec, status in to_update if status == DELETED]
     if tombstones:
         # Tombstones keep their last attributes; `_existing` did not load them.
@@ -335,22 +361,24 @@ def _apply_round(
     with transaction.atomic():
         if to_update:
             _lock_and_check([(rec.pk, rec.version - 1) for _, rec, _ in to_update])
-        quarantine = [
-            QuarantinedPayload(
-                source_system_id=run.source_system_id,
-                domain=domain.code,
-                ingest_run=run,
-                mapping_id=run.mapping_id,
-                source_key=key or "",
-                line_number=row.line,
-                payload=row.data if row.data is not None else {"_unparsed": row.text},
-                errors=[e.as_dict() for e in errors],
-            )
-            for _, row, key, errors in rejects
-        ] if quarantine_rejects else []
+        quarantine = (
+            [
+                QuarantinedPayload(
+                    source_system_id=run.source_system_id,
+                    domain=run.domain,
+                    ingest_run=run,
+                    mapping_id=run.mapping_id,
+                    source_key=key or "",
+                    line_number=row.line,
+                    payload=row.data if row.data is not None else {"_unparsed": row.text},
+                    errors=[e.as_dict() for e in errors],
+                )
+                for _, row, key, errors in rejects
+            ]
+            if quarantine_rejects
+            else []
+        )
         if quarantine:
-            from simple_history.utils import bulk_create_with_history
-
             bulk_create_with_history(
                 quarantine,
                 QuarantinedPayload,
@@ -359,24 +387,20 @@ def _apply_round(
                 default_user=user if getattr(user, "pk", None) else None,
             )
         bulk.records_create([r for _, r in to_create], history_date=now, reason=reason, user=user)
-        bulk.records_update([r for _, r, _ in to_update], history_date=now, reason=reason, user=user)
-        changes = [
-            RecordChange(record_id=r.pk, domain=domain.code, kind=RecordChange.Kind.UPSERT, created_at=now)
-            for _, r in to_create
-        ] + [
-            RecordChange(
-                record_id=r.pk,
-                domain=domain.code,
-                kind=RecordChange.Kind.DELETE if status == DELETED else RecordChange.Kind.UPSERT,
-                created_at=now,
-            )
-            for _, r, status in to_update
+        bulk.records_update(
+            [r for _, r, _ in to_update], history_date=now, reason=reason, user=user
+        )
+        upsert, delete = RecordChange.Kind.UPSERT.value, RecordChange.Kind.DELETE.value
+        changes: list[tuple[int, str]] = [(r.pk, upsert) for _, r in to_create if r.pk] + [
+            (r.pk, delete if status == DELETED else upsert) for _, r, status in to_update if r.pk
         ]
-        bulk.changes_create(changes)
+        bulk.changes_create(changes, domain=run.domain, when=now)
 
     quarantine_ids = [q.pk for q in quarantine] if quarantine_rejects else [None] * len(rejects)
-    for (index, row, key, errors), q_id in zip(rejects, quarantine_ids, strict=True):
-        results.append(RowResult(index, row.line, key, REJECTED, errors=errors, quarantine_id=q_id))
+    for (index, row, key, reasons), q_id in zip(rejects, quarantine_ids, strict=True):
+        results.append(
+            RowResult(index, row.line, key, REJECTED, errors=reasons, quarantine_id=q_id)
+        )
     for p, record in to_create:
         results.append(RowResult(p.index, p.row.line, p.key, CREATED, record.pk, record.version))
     for p, record, status in to_update:
@@ -384,40 +408,63 @@ def _apply_round(
     return results
 
 
-def _tombstoned(ex: SourceRecord, p: _Pending, run: IngestRun, now: datetime) -> SourceRecord:
+@dataclass(frozen=True, slots=True)
+class _Existing:
+    pk: int
+    content_hash: str
+    version: int
+    is_deleted: bool
+    source_updated_at: datetime | None
+
+
+def _record_from(ex: _Existing, run: IngestRun, p: _Pending, now: datetime) -> RecordRow:
+    """The next version of an existing record (attributes are filled in by the caller)."""
     assert p.row.data is not None
-    ex.raw = p.row.data
-    ex.content_hash = p.digest
-    ex.version += 1
-    ex.received_at = now
-    ex.source_updated_at = p.updated_at or ex.source_updated_at
-    ex.is_deleted = True
-    ex.deleted_at = now
-    ex.ingest_run_id = run.pk
-    return ex
+    return RecordRow(
+        ex.pk,
+        run.source_system_id,
+        run.domain,
+        p.key,
+        {},
+        p.row.data,
+        p.digest,
+        ex.version + 1,
+        now,
+        p.updated_at or ex.source_updated_at,
+        False,
+        None,
+        run.pk,
+    )
 
 
-def _existing(source_system_id: int, domain: str, keys: list[str]) -> dict[str, SourceRecord]:
+_EXISTING_SQL = (
+    "SELECT source_key, id, content_hash, version, is_deleted, source_updated_at "
+    "FROM mdm_sourcerecord WHERE source_system_id = %s AND domain = %s AND source_key = ANY(%s)"
+)
+
+
+def _existing(source_system_id: int, domain: str, keys: list[str]) -> dict[str, _Existing]:
+    """What the hub holds for these keys: just enough to classify, no model instances."""
     if not keys:
         return {}
-    found: dict[str, SourceRecord] = {}
-    step = 5000
+    found: dict[str, _Existing] = {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_EXISTING_SQL, [source_system_id, domain, keys])
+            for key, *rest in cursor.fetchall():
+                found[key] = _Existing(*rest)
+        return found
+    step = 900  # below SQLite's bound-parameter limit
     for start in range(0, len(keys), step):
-        batch = keys[start : start + step]
-        qs = SourceRecord.objects.filter(
-            source_system_id=source_system_id, domain=domain, source_key__in=batch
-        ).only(
-            "id",
-            "source_system_id",
-            "domain",
-            "source_key",
-            "content_hash",
-            "version",
-            "is_deleted",
-            "source_updated_at",
+        rows = SourceRecord.objects.filter(
+            source_system_id=source_system_id,
+            domain=domain,
+            source_key__in=keys[start : start + step],
+        ).values_list(
+            "source_key", "id", "content_hash", "version", "is_deleted", "source_updated_at"
         )
-        for rec in qs:
-            found[rec.source_key] = rec
+        for key, *rest in rows:
+            found[key] = _Existing(*rest)
     return found
 
 
@@ -427,7 +474,11 @@ def _lock_and_check(expected: list[tuple[int, int]]) -> None:
     ids = list(want)
     for start in range(0, len(ids), 5000):
         batch = ids[start : start + 5000]
-        current = SourceRecord.objects.select_for_update().filter(id__in=batch).values_list("id", "version")
+        current = (
+            SourceRecord.objects.select_for_update()
+            .filter(id__in=batch)
+            .values_list("id", "version")
+        )
         for pk, version in current:
             if want[pk] != version:
                 raise _Retry(pk)
@@ -474,24 +525,118 @@ def source_records_ingest_file(
     )
     counts = Counts()
     started = time.perf_counter()
-    chunk: list[SourceRow] = []
+    workers = settings.AURUM_INGEST_WORKERS
+    parallel = workers > 0 and path.stat().st_size >= settings.AURUM_INGEST_PARALLEL_MIN_BYTES
     try:
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= size:
+        if parallel:
+            _ingest_pipelined(
+                run,
+                mapping,
+                _chunks(rows, size),
+                counts,
+                label,
+                user,
+                workers,
+                lambda: (
+                    on_progress(progress.position, progress.total, counts) if on_progress else None
+                ),
+            )
+        else:
+            for chunk in _chunks(rows, size):
                 _file_chunk(run, mapping, chunk, counts, label, user)
-                chunk = []
                 if on_progress:
                     on_progress(progress.position, progress.total, counts)
-        if chunk:
-            _file_chunk(run, mapping, chunk, counts, label, user)
-            if on_progress:
-                on_progress(progress.position, progress.total, counts)
     except Exception as exc:
-        ingest_run_finish(run=run, counts=counts, started=started, failure=f"{type(exc).__name__}: {exc}")
+        ingest_run_finish(
+            run=run, counts=counts, started=started, failure=f"{type(exc).__name__}: {exc}"
+        )
         raise
     ingest_run_finish(run=run, counts=counts, started=started)
     return FileIngestResult(run, counts, label)
+
+
+def _chunks(rows: Iterable[SourceRow], size: int) -> Iterator[list[SourceRow]]:
+    chunk: list[SourceRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class _InFlight:
+    chunk: list[SourceRow]
+    plan: _Plan | None  # None: the chunk repeats a key, apply it sequentially
+    futures: list[Future[list[Normalised]]]
+
+
+def _ingest_pipelined(
+    run: IngestRun,
+    mapping: CompiledMapping,
+    chunks: Iterator[list[SourceRow]],
+    counts: Counts,
+    label: str,
+    user: Any,
+    workers: int,
+    tick: Callable[[], None],
+) -> None:
+    """Map and normalise chunk N+1 in worker processes while chunk N is written.
+
+    Chunk N+1 is classified before chunk N commits; a key that appears in both is caught by
+    the unique constraint or the version check in ``_write``, and that chunk is then applied
+    again sequentially, so the outcome is the same as the sequential path.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=worker_init,
+        initargs=(mapping.spec, mapping.domain.code, mapping.identity),
+    ) as pool:
+        inflight: _InFlight | None = None
+        for chunk in chunks:
+            rounds = list(_rounds_of_unique_keys(chunk, mapping, 0))
+            current = _InFlight(chunk, None, [])
+            if len(rounds) == 1:
+                current.plan = _classify(run, mapping, rounds[0])
+                datas = [p.row.data or {} for p, _ in current.plan.to_normalise]
+                step = max(1, -(-len(datas) // workers))
+                current.futures = [
+                    pool.submit(worker_normalise, datas[k : k + step])
+                    for k in range(0, len(datas), step)
+                ]
+            if inflight is not None:
+                _finish(run, mapping, inflight, counts, label, user)
+                tick()
+            inflight = current
+        if inflight is not None:
+            _finish(run, mapping, inflight, counts, label, user)
+            tick()
+
+
+def _finish(
+    run: IngestRun,
+    mapping: CompiledMapping,
+    inflight: _InFlight,
+    counts: Counts,
+    label: str,
+    user: Any,
+) -> None:
+    if inflight.plan is None:
+        _file_chunk(run, mapping, inflight.chunk, counts, label, user)
+        return
+    normalised = [item for f in inflight.futures for item in f.result()]
+    _complete(inflight.plan, run, normalised)
+    try:
+        results = _write(inflight.plan, run, user, True)
+    except (_Retry, IntegrityError):
+        _file_chunk(run, mapping, inflight.chunk, counts, label, user)
+        return
+    results.sort(key=lambda r: r.index)
+    _record_counts(run, counts, results, label)
 
 
 def _file_chunk(
@@ -503,6 +648,10 @@ def _file_chunk(
     user: Any,
 ) -> None:
     results = source_records_ingest_rows(run=run, mapping=mapping, rows=chunk, user=user)
+    _record_counts(run, counts, results, label)
+
+
+def _record_counts(run: IngestRun, counts: Counts, results: list[RowResult], label: str) -> None:
     counts.add(results, label)
     _copy_counts(run, counts)
     IngestRun.objects.filter(pk=run.pk).update(
@@ -543,7 +692,7 @@ def source_record_tombstone(
         record.received_at = now
         record.version += 1
         record.ingest_run = run
-        record._change_reason = f"api delete from {source_system.code}"  # type: ignore[attr-defined]
+        record._change_reason = f"deleted through the API by {source_system.code}"  # type: ignore[attr-defined]
         record.save()
         RecordChange.objects.create(
             record=record, domain=domain, kind=RecordChange.Kind.DELETE, created_at=now

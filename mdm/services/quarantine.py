@@ -90,7 +90,7 @@ def quarantined_payload_replay(
 def quarantined_payload_discard(
     *, payload_id: int, reason: str, user: Any = None
 ) -> QuarantinedPayload:
-    """Close a payload without applying it.  A reason is required.  Safe to repeat only while open."""
+    """Close a payload without applying it; a reason is required.  Refused once closed."""
     if not reason.strip():
         raise ValueError("a reason is required to discard a quarantined payload")
     with transaction.atomic():

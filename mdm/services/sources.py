@@ -13,7 +13,7 @@ from django.utils import timezone
 from mdm.mapping import CompiledMapping, compile_mapping, fingerprint_of
 from mdm.models import SourceMapping, SourceSystem, SourceToken
 
-TOKEN_PREFIX = "aur_"
+TOKEN_PREFIX = "aur_"  # noqa: S105 - a public prefix, not a secret
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,11 @@ def source_mapping_register(
         )
         if is_default:
             # One at a time (there is at most one): save() keeps the history row.
-            for other in SourceMapping.objects.select_for_update().filter(
-                source_system=source_system, domain=compiled.domain.code, is_default=True
-            ).exclude(name=compiled.name):
+            for other in (
+                SourceMapping.objects.select_for_update()
+                .filter(source_system=source_system, domain=compiled.domain.code, is_default=True)
+                .exclude(name=compiled.name)
+            ):
                 other.is_default = False
                 other.save()
         if mapping is None:

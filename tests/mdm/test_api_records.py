@@ -45,7 +45,9 @@ def test_push_a_batch_reports_each_record(api):
     api.post(URL, ANN, format="json")
     changed_ann = {**ANN, "family_name": "Lee-Smith"}
 
-    response = api.post(URL, {"records": [changed_ann, BOB, BAD, ANN | {"family_name": "Lee-Smith"}]}, format="json")
+    response = api.post(
+        URL, {"records": [changed_ann, BOB, BAD, ANN | {"family_name": "Lee-Smith"}]}, format="json"
+    )
 
     assert response.status_code == 200
     results = response.json()["results"]
@@ -143,7 +145,9 @@ def test_pushing_the_same_key_from_another_source_is_a_separate_record(api, othe
     response = other_api.post(URL, ANN | {"given_name": "Anne"}, format="json")
 
     assert response.status_code == 201
-    assert sorted(SourceRecord.objects.values_list("source_system__code", "attributes__given_name")) == [
+    assert sorted(
+        SourceRecord.objects.values_list("source_system__code", "attributes__given_name")
+    ) == [
         ("crm", "Ann"),
         ("erp", "Anne"),
     ]
@@ -279,9 +283,9 @@ def test_ingest_runs_are_visible_to_their_source_only(api, other_api):
     mine = api.get("/api/v1/ingest-runs").json()["results"]
     theirs = other_api.get("/api/v1/ingest-runs").json()["results"]
 
-    assert [(r["channel"], r["status"], r["created_count"], r["quarantined_count"]) for r in mine] == [
-        ("api", "partial", 1, 1)
-    ]
+    assert [
+        (r["channel"], r["status"], r["created_count"], r["quarantined_count"]) for r in mine
+    ] == [("api", "partial", 1, 1)]
     assert theirs == []
     assert other_api.get(f"/api/v1/ingest-runs/{mine[0]['id']}").status_code == 404
 

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from mdm.domains import UnknownDomainError, get_domain
 from mdm.mapping import MappingError, load_mapping_file
-from mdm.models import SourceSystem
+from mdm.models import SourceMapping, SourceSystem
 from mdm.readers import FileFormatError
 from mdm.selectors import MappingNotFoundError, mapping_for
 from mdm.services.ingest import Counts, source_records_ingest_file
@@ -57,6 +57,7 @@ class Command(BaseCommand):
                 "register it with `manage.py register_source MAPPING_FILE`"
             )
         mapping_arg: str | None = options["mapping"]
+        mapping_obj: SourceMapping | None
         try:
             if mapping_arg and Path(mapping_arg).suffix.lower() in (".toml", ".json"):
                 spec = load_mapping_file(mapping_arg)
@@ -68,7 +69,9 @@ class Command(BaseCommand):
                 spec.setdefault("domain", domain)
                 mapping_obj, mapping, _ = source_mapping_register(spec=spec, source_system=source)
                 if mapping.domain.code != domain:
-                    raise CommandError(f"{mapping_arg} maps domain {mapping.domain.code}, not {domain}")
+                    raise CommandError(
+                        f"{mapping_arg} maps domain {mapping.domain.code}, not {domain}"
+                    )
             else:
                 mapping_obj, mapping = mapping_for(
                     source_system=source, domain=domain, name=mapping_arg

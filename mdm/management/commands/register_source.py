@@ -30,7 +30,7 @@ class Command(BaseCommand):
             for path in options["files"]:
                 try:
                     spec = load_mapping_file(path)
-                    mapping, compiled, created = source_mapping_register(spec=spec)
+                    mapping, _, created = source_mapping_register(spec=spec)
                 except MappingError as exc:
                     raise CommandError(f"{path}: {exc}") from exc
                 verb = "registered" if created else "updated"
