@@ -69,7 +69,8 @@ MAPPING = {
 
 def phone(rng: random.Random, country: str) -> str:
     if country == "US":
-        return f"({rng.choice([212, 415, 617, 312, 303])}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+        area = rng.choice([212, 415, 617, 312, 303])
+        return f"({area}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
     if country == "GB":
         return f"020 {rng.choice([7, 8])}{rng.randint(0, 999):03d} {rng.randint(0, 9999):04d}"
     if country == "AU":

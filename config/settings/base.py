@@ -198,7 +198,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Files at least this large are mapped and normalised in worker processes while the previous
 # chunk is written; 0 workers turns it off.
-AURUM_INGEST_WORKERS = int(os.environ.get("AURUM_INGEST_WORKERS", str(min(2, os.cpu_count() or 1))))
+AURUM_INGEST_WORKERS = int(os.environ.get("AURUM_INGEST_WORKERS", "1"))
 AURUM_INGEST_PARALLEL_MIN_BYTES = int(
     os.environ.get("AURUM_INGEST_PARALLEL_MIN_BYTES", str(4 * 1024 * 1024))
 )

@@ -589,13 +589,21 @@ def _ingest_pipelined(
     the unique constraint or the version check in ``_write``, and that chunk is then applied
     again sequentially, so the outcome is the same as the sequential path.
     """
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=worker_init,
-        initargs=(mapping.spec, mapping.domain.code, mapping.identity),
-    ) as pool:
+    pool: ProcessPoolExecutor | None = None
+
+    def get_pool() -> ProcessPoolExecutor:
+        # Started on first need: a re-load of an unchanged file never pays for it.
+        nonlocal pool
+        if pool is None:
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker_init,
+                initargs=(mapping.spec, mapping.domain.code, mapping.identity),
+            )
+        return pool
+
+    try:
         inflight: _InFlight | None = None
         for chunk in chunks:
             rounds = list(_rounds_of_unique_keys(chunk, mapping, 0))
@@ -605,7 +613,7 @@ def _ingest_pipelined(
                 datas = [p.row.data or {} for p, _ in current.plan.to_normalise]
                 step = max(1, -(-len(datas) // workers))
                 current.futures = [
-                    pool.submit(worker_normalise, datas[k : k + step])
+                    get_pool().submit(worker_normalise, datas[k : k + step])
                     for k in range(0, len(datas), step)
                 ]
             if inflight is not None:
@@ -615,6 +623,9 @@ def _ingest_pipelined(
         if inflight is not None:
             _finish(run, mapping, inflight, counts, label, user)
             tick()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def _finish(

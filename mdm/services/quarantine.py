@@ -37,7 +37,7 @@ def quarantined_payload_replay(
     """
     with transaction.atomic():
         payload = (
-            QuarantinedPayload.objects.select_for_update()
+            QuarantinedPayload.objects.select_for_update(of=("self",))
             .select_related("source_system", "mapping")
             .get(pk=payload_id)
         )
