@@ -45,6 +45,22 @@ CITIES = {
     "AU": ["Sydney", "Perth", "Hobart", "Darwin", "Cairns"],
     "DE": ["Berlin", "Köln", "Bonn", "Essen", "Kiel"],
 }
+HEADER = [
+    "id",
+    "first",
+    "last",
+    "dob",
+    "sex",
+    "email",
+    "phone",
+    "house",
+    "street",
+    "city",
+    "zip",
+    "country",
+    "optin",
+    "updated",
+]
 MAPPING = {
     "source": "bench",
     "domain": "customer",
@@ -84,10 +100,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
     countries = list(CITIES)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(
-            ["id", "first", "last", "dob", "sex", "email", "phone", "house", "street", "city"]
-            + ["zip", "country", "optin", "updated"]
-        )
+        w.writerow(HEADER)
         for i in range(rows):
             first, last = rng.choice(given), rng.choice(family)
             country = countries[i % 4]
@@ -114,12 +127,12 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 def reset() -> None:
     """Remove the bench source's earlier records (and their history) set-based."""
     system, _ = source_system_upsert(code="bench", name="Benchmark")
-    history = SourceRecord.history.model._meta.db_table  # type: ignore[attr-defined]
+    history = SourceRecord.history.model._meta.db_table
     with connection.cursor() as cur:
         cur.execute(f"DELETE FROM {history} WHERE source_system_id = %s", [system.pk])  # noqa: S608
     RecordChange.objects.filter(record__source_system=system).delete()
     QuarantinedPayload.objects.filter(source_system=system).delete()
-    SourceRecord.objects.filter(source_system=system)._raw_delete(connection.alias)  # type: ignore[attr-defined]
+    SourceRecord.objects.filter(source_system=system)._raw_delete(connection.alias)
     IngestRun.objects.filter(source_system=system).delete()
 
 
@@ -148,7 +161,6 @@ def main() -> None:
         f"ingest benchmark: {args.rows:,} customer rows, database {db}, "
         f"CSV {path.stat().st_size / 1e6:.0f} MB generated in {gen_s:.1f} s"
     )
-    results = []
     for label in ("fresh load", "unchanged re-load"):
         t = time.perf_counter()
         result = source_records_ingest_file(
@@ -160,13 +172,13 @@ def main() -> None:
         )
         seconds = time.perf_counter() - t
         c = result.counts
-        results.append((label, seconds, c))
+        rate = c.read / seconds
         print(
-            f"  {label:<18} {c.read:>9,} rows in {seconds:7.2f} s = {c.read / seconds:>9,.0f} rows/s"
+            f"  {label:<18} {c.read:>9,} rows in {seconds:7.2f} s = {rate:>9,.0f} rows/s"
             f"  (created {c.created:,}, unchanged {c.unchanged:,}, quarantined {c.quarantined:,})"
         )
     print(f"  peak memory (RSS)  {peak_mb():,.0f} MB")
-    history_rows = SourceRecord.history.filter(source_system__code="bench").count()  # type: ignore[attr-defined]
+    history_rows = SourceRecord.history.filter(source_system__code="bench").count()
     print(f"  history rows       {history_rows:,}")
     if not args.keep:
         path.unlink()

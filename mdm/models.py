@@ -216,6 +216,8 @@ class QuarantinedPayload(models.Model):
     source_key = models.CharField(max_length=255, blank=True)
     line_number = models.PositiveIntegerField(null=True, blank=True)
     payload = models.JSONField()
+    # Same hash as a record's: a re-sent bad row finds its open payload instead of a new one.
+    content_hash = models.CharField(max_length=32, blank=True)
     errors = models.JSONField(default=list)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -229,7 +231,10 @@ class QuarantinedPayload(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["status", "domain", "source_system"])]
+        indexes = [
+            models.Index(fields=["status", "domain", "source_system"]),
+            models.Index(fields=["source_system", "domain", "content_hash"]),
+        ]
 
     def __str__(self) -> str:
         return f"quarantine {self.pk} ({self.status})"

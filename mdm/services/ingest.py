@@ -253,12 +253,13 @@ class _Plan:
     to_create: list[tuple[_Pending, RecordRow]]
     to_update: list[tuple[_Pending, RecordRow, str]]
     now: datetime
+    fingerprint: str
 
 
 def _classify(run: IngestRun, mapping: CompiledMapping, rows: list[_Item]) -> _Plan:
     """Decide per row: reject, unchanged, stale, tombstone, or needs normalising."""
     domain = mapping.domain
-    plan = _Plan([], [], [], [], [], timezone.now())
+    plan = _Plan([], [], [], [], [], timezone.now(), mapping.fingerprint)
     pending: list[_Pending] = []
     for index, row, meta in rows:
         if row.data is None or meta is None:
@@ -356,36 +357,12 @@ def _write(plan: _Plan, run: IngestRun, user: Any, quarantine_rejects: bool) -> 
             )
         )
         for rec in tombstones:
-            rec.attributes = kept[rec.pk]
+            rec.attributes = kept[_pk(rec)]
     reason = f"{run.channel} ingest run {run.pk} from {run.source_system.code}"
     with transaction.atomic():
         if to_update:
-            _lock_and_check([(rec.pk, rec.version - 1) for _, rec, _ in to_update])
-        quarantine = (
-            [
-                QuarantinedPayload(
-                    source_system_id=run.source_system_id,
-                    domain=run.domain,
-                    ingest_run=run,
-                    mapping_id=run.mapping_id,
-                    source_key=key or "",
-                    line_number=row.line,
-                    payload=row.data if row.data is not None else {"_unparsed": row.text},
-                    errors=[e.as_dict() for e in errors],
-                )
-                for _, row, key, errors in rejects
-            ]
-            if quarantine_rejects
-            else []
-        )
-        if quarantine:
-            bulk_create_with_history(
-                quarantine,
-                QuarantinedPayload,
-                default_change_reason=reason,
-                default_date=now,
-                default_user=user if getattr(user, "pk", None) else None,
-            )
+            _lock_and_check([(_pk(rec), rec.version - 1) for _, rec, _ in to_update])
+        quarantine_ids = _quarantine(plan, run, user, reason) if quarantine_rejects else {}
         bulk.records_create([r for _, r in to_create], history_date=now, reason=reason, user=user)
         bulk.records_update(
             [r for _, r, _ in to_update], history_date=now, reason=reason, user=user
@@ -396,16 +373,82 @@ def _write(plan: _Plan, run: IngestRun, user: Any, quarantine_rejects: bool) -> 
         ]
         bulk.changes_create(changes, domain=run.domain, when=now)
 
-    quarantine_ids = [q.pk for q in quarantine] if quarantine_rejects else [None] * len(rejects)
-    for (index, row, key, reasons), q_id in zip(rejects, quarantine_ids, strict=True):
+    for index, row, key, reasons in rejects:
         results.append(
-            RowResult(index, row.line, key, REJECTED, errors=reasons, quarantine_id=q_id)
+            RowResult(
+                index,
+                row.line,
+                key,
+                REJECTED,
+                errors=reasons,
+                quarantine_id=quarantine_ids.get(index),
+            )
         )
     for p, record in to_create:
         results.append(RowResult(p.index, p.row.line, p.key, CREATED, record.pk, record.version))
     for p, record, status in to_update:
         results.append(RowResult(p.index, p.row.line, p.key, status, record.pk, record.version))
     return results
+
+
+def _quarantine(plan: _Plan, run: IngestRun, user: Any, reason: str) -> dict[int, int]:
+    """Store rejected rows; one already waiting in quarantine (same content) is not stored twice.
+
+    Returns the quarantine id of each rejected row, by row index.
+    """
+    if not plan.rejects:
+        return {}
+    hashes = []
+    for _, row, _, _ in plan.rejects:
+        payload = row.data if row.data is not None else {"_unparsed": row.text}
+        hashes.append(content_hash(plan.fingerprint, payload))
+    waiting = dict(
+        QuarantinedPayload.objects.filter(
+            source_system_id=run.source_system_id,
+            domain=run.domain,
+            status=QuarantinedPayload.Status.OPEN,
+            content_hash__in=set(hashes),
+        ).values_list("content_hash", "id")
+    )
+    new: list[tuple[int, QuarantinedPayload]] = []
+    ids: dict[int, int] = {}
+    for (index, row, key, errors), digest in zip(plan.rejects, hashes, strict=True):
+        if digest in waiting:
+            ids[index] = waiting[digest]
+            continue
+        payload = QuarantinedPayload(
+            source_system_id=run.source_system_id,
+            domain=run.domain,
+            ingest_run=run,
+            mapping_id=run.mapping_id,
+            source_key=key or "",
+            line_number=row.line,
+            payload=row.data if row.data is not None else {"_unparsed": row.text},
+            content_hash=digest,
+            errors=[e.as_dict() for e in errors],
+        )
+        waiting[digest] = -1  # the same bad row twice in one chunk is stored once
+        new.append((index, payload))
+    if new:
+        bulk_create_with_history(
+            [q for _, q in new],
+            QuarantinedPayload,
+            default_change_reason=reason,
+            default_date=plan.now,
+            default_user=user if getattr(user, "pk", None) else None,
+        )
+        by_hash = {q.content_hash: q.pk for _, q in new}
+        for index, q in new:
+            ids[index] = q.pk
+        for (index, *_), digest in zip(plan.rejects, hashes, strict=True):
+            if ids.get(index) == -1 or index not in ids:
+                ids[index] = by_hash[digest]
+    return ids
+
+
+def _pk(record: RecordRow) -> int:
+    assert record.pk is not None, "an existing record has an id"
+    return record.pk
 
 
 @dataclass(frozen=True, slots=True)

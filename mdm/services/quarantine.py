@@ -15,6 +15,7 @@ from mdm.services.ingest import (
     REJECTED,
     Counts,
     RowResult,
+    content_hash,
     ingest_run_finish,
     ingest_run_start,
     source_records_ingest_rows,
@@ -74,6 +75,7 @@ def quarantined_payload_replay(
         if result.status == REJECTED:
             counts.quarantined = 0  # it is still the same quarantined payload
             payload.errors = [e.as_dict() for e in result.errors]
+            payload.content_hash = content_hash(mapping.fingerprint, payload.payload)
         else:
             payload.status = QuarantinedPayload.Status.REPLAYED
             payload.resolved_at = timezone.now()

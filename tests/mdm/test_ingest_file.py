@@ -228,3 +228,18 @@ def test_unknown_identity_field_is_rejected_with_the_expected_names(tmp_path, so
 
     assert "line 1: rejected (shoe: unknown attribute 'shoe' for domain customer" in err
     assert SourceRecord.objects.count() == 0
+
+
+def test_rerun_with_a_bad_row_keeps_one_quarantined_payload(tmp_path, crm_mapping):
+    path = tmp_path / "contacts.csv"
+    path.write_text(HEADER + GOOD[0] + BAD_EMAIL)
+    ingest(path, "--source", "crm", "--domain", "customer")
+    first = QuarantinedPayload.objects.get()
+
+    out, err = ingest(path, "--source", "crm", "--domain", "customer")
+
+    assert "unchanged 1" in out
+    assert "quarantined 1" in out  # still reported, so the operator sees it
+    assert "line 3: rejected" in err
+    assert list(QuarantinedPayload.objects.values_list("id", flat=True)) == [first.pk]
+    assert QuarantinedPayload.history.count() == 1
