@@ -26,9 +26,18 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 MANAGE = str(REPO / "manage.py")
-# Variables that would point a subprocess at the outer run's services, or make Celery eager.
-OUTER_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER")
+# What would point a subprocess at the outer run's services, make Celery eager, or turn off
+# the DEBUG that lets `make demo`'s runserver serve the API docs' static assets.
+OUTER_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "DEBUG",
+)
 START_TIMEOUT = 60.0
+PORT_ATTEMPTS = 5
+PORT_IN_USE = "That port is already in use"
 WORK_TIMEOUT = 30.0
 URL = "/api/v1/customer/records"
 ANN = {"source_key": "K1", "given_name": "Ann", "family_name": "Lee"}
@@ -98,24 +107,36 @@ class Hub:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
+    def check_alive(self, what: str) -> None:
+        if self.process.poll() is not None:
+            pytest.fail(
+                f"runhub exited with {self.process.returncode} while waiting for {what}; "
+                f"runhub log:\n{self.log_tail()}"
+            )
+
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"runhub exited with {self.process.returncode} while waiting for {what}; "
-                    f"runhub log:\n{self.log_tail()}"
-                )
+            self.check_alive(what)
             if condition():
                 return
             time.sleep(0.25)
         pytest.fail(f"no {what} after {timeout:.0f} s; runhub log:\n{self.log_tail()}")
 
-    def answers_healthz(self) -> bool:
-        try:
-            return self.request("GET", "/healthz")[0] == 200
-        except OSError:
-            return False
+    def wait_until_serving(self) -> bool:
+        """True once /healthz answers; False if runserver lost its port (the caller retries)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None and PORT_IN_USE in self.log_tail():
+                return False
+            self.check_alive("an answer on /healthz")
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.25)
+        pytest.fail(f"no answer on /healthz after {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
 
     def worker_ready(self) -> bool:
         return re.search(r"celery@\S+ ready\.", self.log_tail(lines=10_000)) is not None
@@ -165,9 +186,7 @@ def embedded(tmp_path: Path) -> Embedded:
     return site
 
 
-@pytest.fixture
-def hub(embedded: Embedded, tmp_path: Path) -> Iterator[Hub]:
-    log = tmp_path / "runhub.log"
+def _start_hub(embedded: Embedded, log: Path) -> Hub:
     port = _free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -179,10 +198,29 @@ def hub(embedded: Embedded, tmp_path: Path) -> Iterator[Hub]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so teardown reaches the worker
         )
+    return Hub(f"http://127.0.0.1:{port}", log, process)
+
+
+@pytest.fixture
+def hub(embedded: Embedded, tmp_path: Path) -> Iterator[Hub]:
+    """runhub answering on /healthz.
+
+    The free port is only free when we look: any process's outgoing connection can take it
+    before runserver binds it, so a start that loses the port is retried on another.
+    """
+    started: Hub | None = None
     try:
-        yield Hub(f"http://127.0.0.1:{port}", log, process)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            candidate = started = _start_hub(embedded, tmp_path / f"runhub-{attempt}.log")
+            if candidate.wait_until_serving():
+                break
+            _stop_group(candidate.process)
+        else:
+            pytest.fail(f"no free port in {PORT_ATTEMPTS} attempts:\n{candidate.log_tail()}")
+        yield started
     finally:
-        _stop_group(process)
+        if started is not None:
+            _stop_group(started.process)
 
 
 @pytest.mark.slow
@@ -193,7 +231,6 @@ def test_embedded_default_serves_the_api_and_runs_the_worker(embedded: Embedded,
     )
     secret = embedded.manage("issue_token", "demo").strip().splitlines()[-1]
     auth = {"Authorization": f"Bearer {secret}"}
-    hub.wait_for(hub.answers_healthz, START_TIMEOUT, "answer on /healthz")
 
     # then the health check and the API docs answer, with the docs' assets served locally
     status, body = hub.request("GET", "/healthz")
