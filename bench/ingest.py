@@ -136,8 +136,8 @@ def reset() -> None:
     IngestRun.objects.filter(source_system=system).delete()
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -177,7 +177,10 @@ def main() -> None:
             f"  {label:<18} {c.read:>9,} rows in {seconds:7.2f} s = {rate:>9,.0f} rows/s"
             f"  (created {c.created:,}, unchanged {c.unchanged:,}, quarantined {c.quarantined:,})"
         )
-    print(f"  peak memory (RSS)  {peak_mb():,.0f} MB")
+    print(
+        f"  peak memory (RSS)  {peak_mb():,.0f} MB main process, "
+        f"{peak_mb(resource.RUSAGE_CHILDREN):,.0f} MB largest worker process"
+    )
     history_rows = SourceRecord.history.filter(source_system__code="bench").count()
     print(f"  history rows       {history_rows:,}")
     if not args.keep:

@@ -81,6 +81,17 @@ class RecordRow:
         )
 
 
+def records_analyze() -> None:
+    """Refresh the planner's statistics of the records table after a bulk write.
+
+    Without them (a fresh table, or autovacuum off) PostgreSQL estimates a handful of rows
+    and filters the whole source instead of probing the key index: ~8x slower lookups.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {SourceRecord._meta.db_table}")
+
+
 def _use_copy() -> bool:
     return connection.vendor == "postgresql"
 

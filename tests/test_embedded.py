@@ -37,7 +37,8 @@ OUTER_VARIABLES = (
 )
 START_TIMEOUT = 60.0
 PORT_ATTEMPTS = 5
-PORT_IN_USE = "That port is already in use"
+# runhub's own check, or runserver's if the port is taken between that check and the bind.
+PORT_IN_USE = re.compile(r"That port is already in use|Address already in use")
 WORK_TIMEOUT = 30.0
 URL = "/api/v1/customer/records"
 ANN = {"source_key": "K1", "given_name": "Ann", "family_name": "Lee"}
@@ -127,7 +128,7 @@ class Hub:
         """True once /healthz answers; False if runserver lost its port (the caller retries)."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if self.process.poll() is not None and PORT_IN_USE in self.log_tail():
+            if self.process.poll() is not None and PORT_IN_USE.search(self.log_tail()):
                 return False
             self.check_alive("an answer on /healthz")
             try:
@@ -280,3 +281,28 @@ def test_embedded_default_serves_the_api_and_runs_the_worker(embedded: Embedded,
     assert embedded.idempotency_keys() == {"new"}
     succeeded = r"Task mdm\.purge_idempotency_keys\[[\w-]+\] succeeded in \S+: 1$"
     assert re.search(succeeded, hub.log_tail(lines=10_000), re.MULTILINE), hub.log_tail()
+
+
+@pytest.mark.slow
+def test_runhub_on_a_busy_port_says_so_and_leaves_no_worker(embedded: Embedded) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, MANAGE, "runhub", f"127.0.0.1:{port}"],
+            cwd=REPO,
+            env=embedded.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert done.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Celery worker started" not in done.stdout
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"{embedded.var_dir}/celerybeat-schedule"], capture_output=True, check=False
+    )
+    assert leftovers.stdout == b""

@@ -6,15 +6,48 @@ On the embedded default the worker talks to the web server through the filesyste
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the worker child: receive SIGTERM when runhub ends, however it ends.
+
+    runserver leaves with ``os._exit`` on some errors, which skips ``finally`` blocks.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the finally block below still stops the worker
+        pass
+
+
+def _check_port_free(addrport: str) -> None:
+    host, _, port = addrport.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit():
+        raise CommandError(f"{addrport!r} is not an address:port (e.g. 127.0.0.1:8000)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise CommandError(
+                f"cannot serve on {addrport}: {exc.strerror}. Is the hub already running? "
+                "Pass another address, e.g. `runhub 127.0.0.1:8001` (or ADDRPORT=... make demo)."
+            ) from exc
 
 
 class Command(BaseCommand):
@@ -25,6 +58,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        _check_port_free(options["addrport"])
         worker: subprocess.Popen[bytes] | None = None
         if not options["no_worker"]:
             settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -47,7 +81,9 @@ class Command(BaseCommand):
                 "--without-mingle",
                 "--without-gossip",
             ]
-            worker = subprocess.Popen(cmd, env=os.environ.copy())  # noqa: S603
+            worker = subprocess.Popen(  # noqa: S603
+                cmd, env=os.environ.copy(), preexec_fn=_die_with_parent
+            )
             broker = str(settings.CELERY_BROKER_URL).split("@")[-1]
             self.stdout.write(f"Celery worker started (pid {worker.pid}, broker {broker})")
         try:
