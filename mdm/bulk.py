@@ -32,16 +32,11 @@ RECORD_FIELDS = (
     "deleted_at",
     "ingest_run_id",
 )
+# What changes on an update: everything but the natural key (ingest_run_id by its field name).
 UPDATE_FIELDS = [
-    "attributes",
-    "raw",
-    "content_hash",
-    "version",
-    "received_at",
-    "source_updated_at",
-    "is_deleted",
-    "deleted_at",
-    "ingest_run",
+    f.removesuffix("_id")
+    for f in RECORD_FIELDS
+    if f not in ("source_system_id", "domain", "source_key")
 ]
 
 

@@ -7,8 +7,7 @@ from typing import Any
 
 from mdm.domains import normalisers as n
 from mdm.domains.base import Attribute, Domain
-
-ADDRESS = "address"
+from mdm.domains.common import address_attributes
 
 
 def display_name(attributes: Mapping[str, Any]) -> str:
@@ -47,38 +46,7 @@ DOMAIN = Domain(
         Attribute("date_of_birth", "date", n.normalise_date_of_birth, pii=True),
         Attribute("gender", "enum", n.normalise_gender, pii=True, choices=n.GENDER_CHOICES),
         # The address comes before the phone and the identifiers: they are read in its country.
-        Attribute(
-            "address_line1",
-            "text",
-            n.normalise_text,
-            label="Address line 1",
-            pii=True,
-            group=ADDRESS,
-        ),
-        Attribute(
-            "address_line2",
-            "text",
-            n.normalise_text,
-            label="Address line 2",
-            pii=True,
-            group=ADDRESS,
-        ),
-        Attribute("city", "name", n.normalise_place_name, group=ADDRESS),
-        Attribute("postal_code", "identifier", n.normalise_postal_code, group=ADDRESS),
-        Attribute(
-            "region",
-            "text",
-            n.normalise_text,
-            group=ADDRESS,
-            help_text="State, province or county.",
-        ),
-        Attribute(
-            "country",
-            "country",
-            n.normalise_country,
-            group=ADDRESS,
-            help_text="ISO 3166-1 alpha-2 code.",
-        ),
+        *address_attributes(pii=True),
         Attribute("email", "email", n.normalise_email, label="E-mail", pii=True),
         Attribute(
             "phone",

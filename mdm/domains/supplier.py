@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from mdm.domains import normalisers as n
 from mdm.domains.base import Attribute, Domain
-
-ADDRESS = "address"
+from mdm.domains.common import address_attributes
 
 DOMAIN = Domain(
     code="supplier",
@@ -14,24 +13,7 @@ DOMAIN = Domain(
         Attribute("legal_name", "name", n.normalise_organisation_name),
         Attribute("trading_name", "name", n.normalise_organisation_name),
         # The address comes before the phone and the identifiers: they are read in its country.
-        Attribute("address_line1", "text", n.normalise_text, label="Address line 1", group=ADDRESS),
-        Attribute("address_line2", "text", n.normalise_text, label="Address line 2", group=ADDRESS),
-        Attribute("city", "name", n.normalise_place_name, group=ADDRESS),
-        Attribute("postal_code", "identifier", n.normalise_postal_code, group=ADDRESS),
-        Attribute(
-            "region",
-            "text",
-            n.normalise_text,
-            group=ADDRESS,
-            help_text="State, province or county.",
-        ),
-        Attribute(
-            "country",
-            "country",
-            n.normalise_country,
-            group=ADDRESS,
-            help_text="ISO 3166-1 alpha-2 code.",
-        ),
+        *address_attributes(pii=False),
         Attribute(
             "vat_id",
             "identifier",
