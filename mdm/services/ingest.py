@@ -398,10 +398,11 @@ def _quarantine(plan: _Plan, run: IngestRun, user: Any, reason: str) -> dict[int
     """
     if not plan.rejects:
         return {}
-    hashes = []
-    for _, row, _, _ in plan.rejects:
-        payload = row.data if row.data is not None else {"_unparsed": row.text}
-        hashes.append(content_hash(plan.fingerprint, payload))
+    payloads: list[dict[str, Any]] = [
+        row.data if row.data is not None else {"_unparsed": row.text}
+        for _, row, _, _ in plan.rejects
+    ]
+    hashes = [content_hash(plan.fingerprint, payload) for payload in payloads]
     waiting = dict(
         QuarantinedPayload.objects.filter(
             source_system_id=run.source_system_id,
@@ -412,23 +413,25 @@ def _quarantine(plan: _Plan, run: IngestRun, user: Any, reason: str) -> dict[int
     )
     new: list[tuple[int, QuarantinedPayload]] = []
     ids: dict[int, int] = {}
-    for (index, row, key, errors), digest in zip(plan.rejects, hashes, strict=True):
+    for (index, row, key, errors), payload, digest in zip(
+        plan.rejects, payloads, hashes, strict=True
+    ):
         if digest in waiting:
             ids[index] = waiting[digest]
             continue
-        payload = QuarantinedPayload(
+        stored = QuarantinedPayload(
             source_system_id=run.source_system_id,
             domain=run.domain,
             ingest_run=run,
             mapping_id=run.mapping_id,
             source_key=key or "",
             line_number=row.line,
-            payload=row.data if row.data is not None else {"_unparsed": row.text},
+            payload=payload,
             content_hash=digest,
             errors=[e.as_dict() for e in errors],
         )
         waiting[digest] = -1  # the same bad row twice in one chunk is stored once
-        new.append((index, payload))
+        new.append((index, stored))
     if new:
         bulk_create_with_history(
             [q for _, q in new],

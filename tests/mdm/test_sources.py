@@ -35,7 +35,9 @@ def test_register_creates_the_source_and_mapping_and_a_token(tmp_path, db):
 
     assert "registered mapping shop/customer/customers (default)" in out
     secret = out.split("token for shop: ")[1].strip()
-    assert source_token_authenticate(secret).source_system.code == "shop"
+    token = source_token_authenticate(secret)
+    assert token is not None
+    assert token.source_system.code == "shop"
     assert SourceToken.objects.get().secret_hash != secret  # stored hashed
     assert SourceSystem.objects.get().name == "Web shop"
     assert SourceMapping.objects.get().spec["attributes"] == {"given_name": "first"}
