@@ -257,3 +257,59 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_system_id}:{self.key}"
+
+
+class GoldenRecord(models.Model):
+    """The one trusted record of a real customer, supplier or product.
+
+    Its id is stable: a merged-away golden record is retired with a pointer to its survivor,
+    and reading a retired id answers with the survivor.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        RETIRED = "retired"
+
+    domain = models.CharField(max_length=50)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    attributes = models.JSONField(default=dict)
+    # attribute -> {"record", "source", "source_key", "rule", "competitors"}
+    provenance = models.JSONField(default=dict)
+    version = models.PositiveIntegerField(default=1)
+    survivor = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="retired_into"
+    )
+    retired_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["domain", "status"])]
+
+    def __str__(self) -> str:
+        return f"golden {self.domain} {self.pk} ({self.status})"
+
+
+class CrossReference(models.Model):
+    """Which golden record a source record belongs to (exactly one), with history."""
+
+    class LinkedBy(models.TextChoices):
+        MATCH = "match", "Automatic match"
+        STEWARD = "steward", "Steward decision"
+        NEW = "new", "No match: new golden record"
+
+    record = models.OneToOneField(
+        SourceRecord, primary_key=True, on_delete=models.CASCADE, related_name="xref"
+    )
+    golden = models.ForeignKey(GoldenRecord, on_delete=models.PROTECT, related_name="members")
+    linked_by = models.CharField(max_length=10, choices=LinkedBy.choices, default=LinkedBy.MATCH)
+    linked_at = models.DateTimeField()
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["record_id"]
+
+    def __str__(self) -> str:
+        return f"record {self.record_id} -> golden {self.golden_id}"

@@ -6,7 +6,15 @@ from django.db.models import QuerySet
 
 from mdm.domains import get_domain
 from mdm.mapping import CompiledMapping, compile_mapping, identity_mapping
-from mdm.models import IngestRun, QuarantinedPayload, SourceMapping, SourceRecord, SourceSystem
+from mdm.models import (
+    CrossReference,
+    GoldenRecord,
+    IngestRun,
+    QuarantinedPayload,
+    SourceMapping,
+    SourceRecord,
+    SourceSystem,
+)
 
 
 class MappingNotFoundError(LookupError):
@@ -54,3 +62,34 @@ def quarantine_visible(*, source_system: SourceSystem | None) -> QuerySet[Quaran
     if source_system is not None:
         qs = qs.filter(source_system=source_system)
     return qs
+
+
+def golden_record_resolve(golden: GoldenRecord) -> GoldenRecord:
+    """Follow retired golden records to the one that survives (bounded against loops)."""
+    seen = {golden.pk}
+    while golden.status == GoldenRecord.Status.RETIRED and golden.survivor_id:
+        golden = GoldenRecord.objects.get(pk=golden.survivor_id)
+        if golden.pk in seen:
+            break
+        seen.add(golden.pk)
+    return golden
+
+
+def golden_records_visible(*, domain: str) -> QuerySet[GoldenRecord]:
+    return GoldenRecord.objects.filter(domain=domain)
+
+
+def golden_record_for_source_key(
+    *, domain: str, source_code: str, source_key: str
+) -> GoldenRecord | None:
+    """The (surviving) golden record a source system's key belongs to, if matched yet."""
+    xref = (
+        CrossReference.objects.select_related("golden")
+        .filter(
+            record__domain=domain,
+            record__source_system__code=source_code,
+            record__source_key=source_key,
+        )
+        .first()
+    )
+    return golden_record_resolve(xref.golden) if xref else None

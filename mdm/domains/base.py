@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from mdm.domains.match_spec import MatchSpec
+
 __all__ = [
     "Attribute",
     "AttributeType",
@@ -151,6 +153,8 @@ class Domain:
     required_any: tuple[tuple[str, ...], ...] = ()
     display_attributes: tuple[str, ...] = ()
     display: Callable[[Mapping[str, Any]], str] | None = field(default=None, compare=False)
+    # The default match model (comparisons and blocking rules), engine-neutral.
+    match: MatchSpec | None = field(default=None, compare=False)
     _by_name: dict[str, Attribute] = field(init=False, repr=False, compare=False)
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _steps: tuple[tuple[str, Normaliser], ...] = field(init=False, repr=False, compare=False)

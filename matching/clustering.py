@@ -1,0 +1,124 @@
+"""Clustering scored pairs into entities, honouring steward constraints.
+
+Pure Python, set-based over ids.  Must-link pairs are joined first; then scored pairs are
+joined from the most to the least probable, and a join is refused when it would put any
+cannot-link pair into one cluster, even through a chain of other matches (A~B, B~C with
+A≠C: B joins A or C, whichever scores higher, never both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+Id = TypeVar("Id", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class Edge(Generic[Id]):
+    left: Id
+    right: Id
+    probability: float
+
+
+class _Forest(Generic[Id]):
+    """Union-find that also tracks, per root, the roots it must never join."""
+
+    def __init__(self, ids: Iterable[Id]) -> None:
+        self.parent: dict[Id, Id] = {i: i for i in ids}
+        self.size: dict[Id, int] = dict.fromkeys(self.parent, 1)
+        self.forbidden: dict[Id, set[Id]] = {}
+
+    def add(self, item: Id) -> None:
+        if item not in self.parent:
+            self.parent[item] = item
+            self.size[item] = 1
+
+    def find(self, item: Id) -> Id:
+        root = item
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[item] != root:  # path compression
+            self.parent[item], item = root, self.parent[item]
+        return root
+
+    def forbid(self, a: Id, b: Id) -> None:
+        ra, rb = self.find(a), self.find(b)
+        self.forbidden.setdefault(ra, set()).add(rb)
+        self.forbidden.setdefault(rb, set()).add(ra)
+
+    def may_join(self, a: Id, b: Id) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        return ra == rb or rb not in self.forbidden.get(ra, ())
+
+    def join(self, a: Id, b: Id) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        if rb in self.forbidden.get(ra, ()):
+            return False
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+        moved = self.forbidden.pop(rb, set())
+        if moved:
+            mine = self.forbidden.setdefault(ra, set())
+            for other in moved:
+                mine.add(other)
+                peers = self.forbidden[other]
+                peers.discard(rb)
+                peers.add(ra)
+        return True
+
+
+@dataclass(frozen=True)
+class ClusterResult(Generic[Id]):
+    clusters: dict[Id, Id]  # record id -> cluster key (the smallest member id)
+    refused: tuple[Edge[Id], ...]  # scored pairs above the threshold kept apart by a constraint
+
+
+def cluster(
+    ids: Iterable[Id],
+    edges: Iterable[Edge[Id]],
+    *,
+    threshold: float,
+    must_link: Iterable[tuple[Id, Id]] = (),
+    cannot_link: Iterable[tuple[Id, Id]] = (),
+) -> ClusterResult[Id]:
+    """Connected components of the edges at or above ``threshold``, under the constraints.
+
+    Every id ends up in exactly one cluster (singletons included).  A must-link pair that is
+    also cannot-linked is a contradiction and raises ValueError.  Deterministic: ties in
+    probability are broken by the pair's ids.
+    """
+    forest: _Forest[Id] = _Forest(ids)
+    cannot = [(a, b) for a, b in cannot_link]
+    for a, b in cannot:
+        forest.add(a)
+        forest.add(b)
+    for a, b in cannot:
+        forest.forbid(a, b)
+    for a, b in must_link:
+        forest.add(a)
+        forest.add(b)
+        if not forest.join(a, b):
+            raise ValueError(f"records {a} and {b} are both must-link and cannot-link")
+    refused: list[Edge[Id]] = []
+    strong = [e for e in edges if e.probability >= threshold]
+    strong.sort(key=lambda e: (-e.probability, repr(e.left), repr(e.right)))
+    for edge in strong:
+        forest.add(edge.left)
+        forest.add(edge.right)
+        if not forest.join(edge.left, edge.right):
+            refused.append(edge)
+    members: dict[Id, list[Id]] = {}
+    for item in forest.parent:
+        members.setdefault(forest.find(item), []).append(item)
+    clusters: dict[Id, Id] = {}
+    for group in members.values():
+        key = min(group, key=repr) if not all(isinstance(g, int) for g in group) else min(group)
+        for item in group:
+            clusters[item] = key
+    return ClusterResult(clusters, tuple(refused))

@@ -1,0 +1,1 @@
+"""The match engine: the only package that imports splink or duckdb (see interface.py)."""

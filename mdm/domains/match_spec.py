@@ -1,0 +1,47 @@
+"""A domain's match model, declared engine-neutrally in the domain's module.
+
+The matching app turns it into Splink settings (matching/engine/); mdm imports nothing of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ComparisonKind = Literal[
+    "name",  # person names: Jaro-Winkler levels, term-frequency adjusted, nickname aware
+    "organisation",  # organisation names cleaned of legal forms (cleanco), token similarity
+    "text",  # free text such as street lines: Levenshtein / Jaro-Winkler levels
+    "title",  # product titles: token-set similarity
+    "date",  # dates: exact, one character off, day/month swapped, within a year
+    "email",  # exact, same local part, same domain
+    "phone",  # exact E.164, last 7 digits equal
+    "postal_code",  # exact, same prefix
+    "exact",  # equal or not (country, gender, brand, currency)
+    "identifier",  # identifiers compared in compact form: exact or not (tax id, GTIN, MPN)
+    "numeric",  # numbers: equal, within 5%, within 20% (price, weight)
+]
+
+
+@dataclass(frozen=True)
+class ComparisonSpec:
+    attribute: str
+    kind: ComparisonKind
+    term_frequency: bool = False
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    """A domain's match model, declared in its module.
+
+    ``blocking`` lists rules for candidate pairs: each rule is the attributes that must be
+    equal (after the engine's own preparation, e.g. lower-cased, compact).  ``training``
+    lists the blocking rules used for expectation maximisation (each must leave out the
+    attributes it blocks on); ``deterministic`` the rules used to estimate the prior.
+    """
+
+    comparisons: tuple[ComparisonSpec, ...]
+    blocking: tuple[tuple[str, ...], ...]
+    training: tuple[tuple[str, ...], ...] = ()
+    deterministic: tuple[tuple[str, ...], ...] = ()
+    deterministic_recall: float = 0.7
