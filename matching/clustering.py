@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Id = TypeVar("Id", bound=Hashable)
 
@@ -73,6 +73,13 @@ class _Forest(Generic[Id]):
         return True
 
 
+def _order(item: Hashable) -> tuple[int, Any]:
+    """Numbers in numeric order, anything else by its repr after them."""
+    if isinstance(item, int):
+        return (0, item)
+    return (1, repr(item))
+
+
 @dataclass(frozen=True)
 class ClusterResult(Generic[Id]):
     clusters: dict[Id, Id]  # record id -> cluster key (the smallest member id)
@@ -118,7 +125,7 @@ def cluster(
         members.setdefault(forest.find(item), []).append(item)
     clusters: dict[Id, Id] = {}
     for group in members.values():
-        key = min(group, key=repr) if not all(isinstance(g, int) for g in group) else min(group)
+        key = min(group, key=_order)
         for item in group:
             clusters[item] = key
     return ClusterResult(clusters, tuple(refused))

@@ -11,6 +11,8 @@ from simple_history.admin import SimpleHistoryAdmin
 from mdm.domains import domain_codes
 from mdm.mapping import MappingError, compile_mapping
 from mdm.models import (
+    CrossReference,
+    GoldenRecord,
     IngestRun,
     QuarantinedPayload,
     SourceMapping,
@@ -163,3 +165,43 @@ class QuarantinedPayloadAdmin(SimpleHistoryAdmin):
         self.message_user(
             request, f"Replayed: {accepted} accepted, {rejected} still rejected, {skipped} skipped."
         )
+
+
+class CrossReferenceInline(admin.TabularInline):
+    model = CrossReference
+    fields = ["record", "linked_by", "linked_at"]
+    readonly_fields = ["record", "linked_by", "linked_at"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(GoldenRecord)
+class GoldenRecordAdmin(SimpleHistoryAdmin):
+    list_display = ["id", "domain", "status", "version", "survivor", "updated_at"]
+    list_filter = ["domain", "status"]
+    readonly_fields = [f.name for f in GoldenRecord._meta.fields]
+    inlines = [CrossReferenceInline]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # golden records come from matching only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CrossReference)
+class CrossReferenceAdmin(SimpleHistoryAdmin):
+    list_display = ["record", "golden", "linked_by", "linked_at"]
+    list_filter = ["linked_by"]
+    readonly_fields = ["record", "golden", "linked_by", "linked_at"]
+    list_select_related = ["record__source_system", "golden"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -169,3 +169,30 @@ class DomainSerializer(serializers.Serializer):
     code = serializers.CharField()
     label = serializers.CharField()  # type: ignore[assignment]
     attributes = DomainAttributeSerializer(many=True)
+
+
+class GoldenMemberSerializer(serializers.Serializer):
+    record_id = serializers.IntegerField(source="record.id")
+    source = serializers.CharField(source="record.source_system.code")  # type: ignore[assignment]
+    source_key = serializers.CharField(source="record.source_key")
+    is_deleted = serializers.BooleanField(source="record.is_deleted")
+    linked_by = serializers.CharField()
+    linked_at = serializers.DateTimeField()
+
+
+class GoldenRecordSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    domain = serializers.CharField()
+    status = serializers.CharField()
+    version = serializers.IntegerField()
+    attributes = serializers.JSONField()
+    provenance = serializers.JSONField(
+        help_text="Per attribute: the source record, system and key it came from, the rule "
+        "that chose it and how many distinct values competed."
+    )
+    members = GoldenMemberSerializer(many=True, help_text="The cross-reference.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    retired_id = serializers.IntegerField(
+        required=False, help_text="Set when the requested id was retired into this record."
+    )

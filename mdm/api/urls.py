@@ -16,6 +16,8 @@ urlpatterns = [
         views.QuarantineDiscardView.as_view(),
         name="quarantine-discard",
     ),
+    path("<slug:domain>/golden", views.GoldenRecordListView.as_view(), name="golden-list"),
+    path("<slug:domain>/golden/<int:pk>", views.GoldenRecordDetailView.as_view(), name="golden"),
     path("<slug:domain>/records", views.RecordCollectionView.as_view(), name="records"),
     path(
         "<slug:domain>/records/<path:source_key>/history",

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -23,10 +24,20 @@ from mdm.api import serializers as s
 from mdm.api.authentication import SourcePrincipal, source_system_of
 from mdm.api.errors import Conflict, PayloadTooLarge
 from mdm.domains import UnknownDomainError, all_domains, get_domain
-from mdm.models import Channel, IdempotencyKey, SourceRecord, SourceSystem
+from mdm.models import (
+    Channel,
+    CrossReference,
+    GoldenRecord,
+    IdempotencyKey,
+    SourceRecord,
+    SourceSystem,
+)
 from mdm.readers import SourceRow
 from mdm.selectors import (
     MappingNotFoundError,
+    golden_record_for_source_key,
+    golden_record_resolve,
+    golden_records_visible,
     ingest_runs_visible,
     mapping_for,
     quarantine_visible,
@@ -445,3 +456,69 @@ class DomainListView(APIView):
             for d in all_domains()
         ]
         return Response(s.DomainSerializer(data, many=True).data)
+
+
+def _golden_queryset(domain: str) -> Any:
+    return golden_records_visible(domain=domain).prefetch_related(
+        Prefetch(
+            "members",
+            queryset=CrossReference.objects.select_related("record__source_system"),
+        )
+    )
+
+
+class GoldenRecordListView(generics.ListAPIView):
+    """Golden records of a domain; ``?source=&source_key=`` looks one up by a source key."""
+
+    serializer_class = s.GoldenRecordSerializer
+    pagination_class = IdCursorPagination
+
+    @extend_schema(
+        operation_id="golden_list",
+        summary="List golden records, or find the one of a source key",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, description="active (default) or retired"),
+            OpenApiParameter("source", OpenApiTypes.STR, description="with source_key: lookup"),
+            OpenApiParameter("source_key", OpenApiTypes.STR),
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        domain = _domain_or_404(self.kwargs["domain"])
+        params = self.request.query_params
+        qs = _golden_queryset(domain)
+        if params.get("source_key") or params.get("source"):
+            if not (params.get("source_key") and params.get("source")):
+                raise exceptions.ValidationError(
+                    {"source_key": ["Give both source and source_key to look up a record."]}
+                )
+            golden = golden_record_for_source_key(
+                domain=domain, source_code=params["source"], source_key=params["source_key"]
+            )
+            return qs.filter(pk=golden.pk if golden else None)
+        status_filter = params.get("status", GoldenRecord.Status.ACTIVE)
+        if status_filter not in GoldenRecord.Status.values:
+            raise exceptions.ValidationError({"status": ["Must be active or retired."]})
+        return qs.filter(status=status_filter)
+
+
+class GoldenRecordDetailView(APIView):
+    @extend_schema(
+        operation_id="golden_read",
+        summary="Read a golden record (a retired id answers with its survivor)",
+        responses=s.GoldenRecordSerializer,
+    )
+    def get(self, request: Request, domain: str, pk: int) -> Response:
+        domain = _domain_or_404(domain)
+        golden = _golden_queryset(domain).filter(pk=pk).first()
+        if golden is None:
+            raise Http404(f"No {domain} golden record {pk}.")
+        survivor = golden_record_resolve(golden)
+        if survivor.pk != golden.pk:
+            survivor = _golden_queryset(domain).get(pk=survivor.pk)
+        data = s.GoldenRecordSerializer(survivor).data
+        if survivor.pk != golden.pk:
+            data["retired_id"] = golden.pk
+        return Response(data)

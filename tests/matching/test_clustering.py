@@ -1,10 +1,10 @@
 import pytest
 
-from matching.clustering import Edge, cluster
+from matching.clustering import ClusterResult, Edge, cluster
 
 
-def groups(result):
-    out = {}
+def groups(result: ClusterResult) -> list[list]:
+    out: dict = {}
     for item, key in result.clusters.items():
         out.setdefault(key, set()).add(item)
     return sorted(sorted(g) for g in out.values())

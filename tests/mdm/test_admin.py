@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from mdm.models import (
+    CrossReference,
+    GoldenRecord,
     IngestRun,
     QuarantinedPayload,
     SourceMapping,
@@ -12,6 +14,7 @@ from mdm.models import (
     SourceSystem,
     SourceToken,
 )
+from mdm.services.golden import golden_records_apply_clusters
 from mdm.services.sources import source_mapping_register
 
 
@@ -23,7 +26,16 @@ def admin_client(client, db):
 
 @pytest.mark.parametrize(
     "model",
-    [SourceSystem, SourceToken, SourceMapping, SourceRecord, IngestRun, QuarantinedPayload],
+    [
+        SourceSystem,
+        SourceToken,
+        SourceMapping,
+        SourceRecord,
+        IngestRun,
+        QuarantinedPayload,
+        GoldenRecord,
+        CrossReference,
+    ],
 )
 def test_admin_pages_open(admin_client, api, model):
     api.post(
@@ -43,6 +55,10 @@ def test_admin_pages_open(admin_client, api, model):
             "key": {"field": "id"},
             "attributes": {"given_name": "first"},
         }
+    )
+    golden_records_apply_clusters(
+        domain="customer",
+        clusters={pk: 0 for pk in SourceRecord.objects.values_list("id", flat=True)},
     )
     obj = model.objects.first()
     meta = model._meta

@@ -96,3 +96,52 @@ def test_members_outside_the_clustering_follow_their_golden_record(records):
 
     assert golden_of(records, "B") == golden_of(records, "E") == ab
     assert golden_of(records, "C") == golden_of(records, "D") == cd
+
+
+def test_read_a_golden_record_with_its_members_and_provenance(records, api):
+    apply(records, ["AB", "CD", "E"])
+    gid = golden_of(records, "A")
+
+    body = api.get(f"/api/v1/customer/golden/{gid}").json()
+
+    assert (body["id"], body["status"], body["domain"]) == (gid, "active", "customer")
+    assert body["attributes"]["email"] == "ann@example.com"
+    assert sorted(m["source_key"] for m in body["members"]) == ["A", "B"]
+    assert body["provenance"]["phone"]["source_key"] == "B"
+    assert "retired_id" not in body
+
+
+def test_a_retired_id_answers_with_its_survivor(records, api):
+    apply(records, ["AB", "CD", "E"])
+    ab, e = golden_of(records, "A"), golden_of(records, "E")
+    apply(records, ["ABE", "CD"])
+
+    body = api.get(f"/api/v1/customer/golden/{e}").json()
+
+    assert (body["id"], body["retired_id"]) == (ab, e)
+    assert sorted(m["source_key"] for m in body["members"]) == ["A", "B", "E"]
+
+
+def test_look_up_the_golden_record_of_a_source_key(records, api):
+    apply(records, ["AB", "CD", "E"])
+
+    found = api.get("/api/v1/customer/golden?source=crm&source_key=B").json()["results"]
+    missing = api.get("/api/v1/customer/golden?source=crm&source_key=ZZ").json()["results"]
+    half = api.get("/api/v1/customer/golden?source=crm")
+
+    assert [g["id"] for g in found] == [golden_of(records, "A")]
+    assert missing == []
+    assert half.status_code == 400
+
+
+def test_list_active_and_retired(records, api):
+    apply(records, ["AB", "CD", "E"])
+    apply(records, ["ABE", "CD"])
+
+    active = api.get("/api/v1/customer/golden").json()["results"]
+    retired = api.get("/api/v1/customer/golden?status=retired").json()["results"]
+
+    assert len(active) == 2
+    assert [g["status"] for g in retired] == ["retired"]
+    assert api.get("/api/v1/customer/golden/999999").status_code == 404
+    assert api.get("/api/v1/customer/golden?status=bogus").status_code == 400
