@@ -1,0 +1,259 @@
+"""Every write of the matching app: training, full match runs, constraints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from matching.clustering import Edge, cluster
+from matching.engine import get_engine
+from matching.engine.interface import (
+    EngineRecord,
+    LevelReport,
+    MatchEngine,
+    ScoredPair,
+    TrainedModel,
+)
+from matching.models import MatchModel, MatchPair, MatchRun, PairConstraint
+from mdm.domains import get_domain
+from mdm.domains.match_spec import MatchSpec
+from mdm.models import RecordChange, SourceRecord
+from mdm.services.golden import golden_records_apply_clusters
+from stewardship.models import ReviewTask
+
+
+class MatchingError(ValueError):
+    """A match request that cannot run; the message says what to do."""
+
+
+def _spec(domain: str) -> MatchSpec:
+    spec = get_domain(domain).match
+    if spec is None:
+        raise MatchingError(f"domain {domain} declares no match model")
+    return spec
+
+
+def _engine_records(domain: str) -> list[EngineRecord]:
+    rows = SourceRecord.objects.filter(domain=domain, is_deleted=False).values_list(
+        "id", "attributes"
+    )
+    return [EngineRecord(id=pk, attributes=attributes) for pk, attributes in rows.iterator(2000)]
+
+
+def _trained(model: MatchModel) -> TrainedModel:
+    report = model.report
+    return TrainedModel(
+        parameters=model.parameters,
+        prior=float(report.get("prior", 0.0)),
+        levels=tuple(LevelReport(**level) for level in report.get("levels", [])),
+        warnings=tuple(report.get("warnings", [])),
+    )
+
+
+def match_model_active(*, domain: str) -> MatchModel:
+    model = MatchModel.objects.filter(domain=domain, is_active=True).first()
+    if model is None:
+        raise MatchingError(
+            f"no active match model for {domain}: train one with `manage.py train_model {domain}`"
+        )
+    return model
+
+
+def match_model_train(
+    *, domain: str, activate: bool = False, engine: MatchEngine | None = None, seed: int = 42
+) -> MatchModel:
+    """Train a new model version on the domain's live records and store its report.
+
+    It becomes active when ``activate`` is set or no model is active yet.  Not idempotent:
+    each call stores a new version.
+    """
+    spec = _spec(domain)
+    records = _engine_records(domain)
+    if len(records) < 10:
+        raise MatchingError(f"{domain} has {len(records)} records; load some before training")
+    started = time.perf_counter()
+    trained = (engine or get_engine()).train(spec, records, seed=seed)
+    seconds = time.perf_counter() - started
+    with transaction.atomic():
+        version = (
+            MatchModel.objects.filter(domain=domain).aggregate(v=Max("version"))["v"] or 0
+        ) + 1
+        has_active = MatchModel.objects.select_for_update().filter(domain=domain, is_active=True)
+        make_active = activate or not has_active.exists()
+        if make_active:
+            for old in has_active:
+                old.is_active = False
+                old.save()
+        model = MatchModel.objects.create(
+            domain=domain,
+            version=version,
+            parameters=dict(trained.parameters),
+            report={
+                "prior": trained.prior,
+                "levels": [asdict(level) for level in trained.levels],
+                "warnings": list(trained.warnings),
+            },
+            is_active=make_active,
+            records_trained=len(records),
+            training_seconds=seconds,
+        )
+        MatchRun.objects.create(
+            domain=domain,
+            kind=MatchRun.Kind.TRAIN,
+            model=model,
+            status=MatchRun.Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            counts={"records": len(records)},
+            timings={"train": round(seconds, 3)},
+        )
+    return model
+
+
+def _constraints(domain: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    must: list[tuple[int, int]] = []
+    cannot: list[tuple[int, int]] = []
+    for left, right, kind in PairConstraint.objects.filter(domain=domain).values_list(
+        "left_id", "right_id", "kind"
+    ):
+        (must if kind == PairConstraint.Kind.MUST_LINK else cannot).append((left, right))
+    return must, cannot
+
+
+def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRun:
+    """Score every live record of the domain, cluster, and apply to the golden records.
+
+    Above the model's upper threshold records are merged; between the thresholds a review
+    task is opened (unless a steward already decided the pair); steward constraints always
+    hold.  Consumes the domain's pending ``RecordChange`` markers.  Safe to repeat: a second
+    run on unchanged data changes no golden record and opens no new task.
+    """
+    model = match_model_active(domain=domain)
+    spec = _spec(domain)
+    run = MatchRun.objects.create(domain=domain, kind=MatchRun.Kind.FULL, model=model)
+    timings: dict[str, float] = {}
+    try:
+        last_change = RecordChange.objects.filter(domain=domain).aggregate(m=Max("id"))["m"] or 0
+        t = time.perf_counter()
+        records = _engine_records(domain)
+        timings["load"] = time.perf_counter() - t
+        t = time.perf_counter()
+        pairs = (engine or get_engine()).score_all(
+            spec, _trained(model), records, threshold=model.lower_threshold
+        )
+        timings["score"] = time.perf_counter() - t
+        t = time.perf_counter()
+        must, cannot = _constraints(domain)
+        result = cluster(
+            [r.id for r in records],
+            (Edge(p.left, p.right, p.match_probability) for p in pairs),
+            threshold=model.upper_threshold,
+            must_link=must,
+            cannot_link=cannot,
+        )
+        timings["cluster"] = time.perf_counter() - t
+        t = time.perf_counter()
+        with transaction.atomic():
+            _store_pairs(domain, model, pairs)
+            applied = golden_records_apply_clusters(
+                domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
+            )
+            tasks = _review_tasks(domain, model, result.clusters, set(must) | set(cannot))
+            RecordChange.objects.filter(domain=domain, id__lte=last_change).delete()
+        timings["apply"] = time.perf_counter() - t
+        run.counts = {
+            "records": len(records),
+            "pairs": len(pairs),
+            "auto_merge_pairs": sum(p.match_probability >= model.upper_threshold for p in pairs),
+            "review_pairs": sum(p.match_probability < model.upper_threshold for p in pairs),
+            "refused_by_constraints": len(result.refused),
+            "clusters": len(set(result.clusters.values())),
+            "golden_created": applied.created,
+            "golden_changed": applied.changed,
+            "golden_retired": applied.retired,
+            "records_moved": applied.moved,
+            **tasks,
+        }
+        run.status = MatchRun.Status.SUCCEEDED
+    except Exception as exc:
+        run.status = MatchRun.Status.FAILED
+        run.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        run.timings = {k: round(v, 3) for k, v in timings.items()}
+        run.finished_at = timezone.now()
+        run.save()
+    return run
+
+
+def _store_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:
+    """Replace the domain's scored pairs with this run's (set-based)."""
+    now = timezone.now()
+    MatchPair.objects.filter(domain=domain).delete()
+    MatchPair.objects.bulk_create(
+        [
+            MatchPair(
+                domain=domain,
+                model=model,
+                left_id=min(p.left, p.right),
+                right_id=max(p.left, p.right),
+                match_probability=p.match_probability,
+                match_weight=p.match_weight,
+                contributions=[asdict(c) for c in p.contributions],
+                scored_at=now,
+            )
+            for p in pairs
+        ],
+        batch_size=2000,
+    )
+
+
+def _review_tasks(
+    domain: str,
+    model: MatchModel,
+    clusters: dict[int, int],
+    decided: set[tuple[int, int]],
+) -> dict[str, int]:
+    """Open a task for each review-band pair left in two clusters; close obsolete ones."""
+    band = MatchPair.objects.filter(
+        domain=domain,
+        match_probability__gte=model.lower_threshold,
+        match_probability__lt=model.upper_threshold,
+    ).values_list("id", "left_id", "right_id", "match_probability", "contributions")
+    wanted: dict[tuple[int, int], tuple[int, float, Any]] = {}
+    for pk, left, right, probability, contributions in band:
+        if (left, right) in decided or clusters.get(left) == clusters.get(right):
+            continue
+        wanted[(left, right)] = (pk, probability, contributions)
+    open_tasks = {
+        (t.left_record_id, t.right_record_id): t
+        for t in ReviewTask.objects.filter(domain=domain, status=ReviewTask.Status.OPEN)
+    }
+    obsolete = [t.pk for key, t in open_tasks.items() if key not in wanted]
+    ReviewTask.objects.filter(pk__in=obsolete).update(status=ReviewTask.Status.OBSOLETE)
+    for key, (pk, probability, _) in wanted.items():
+        if key in open_tasks:
+            open_tasks[key].pair_id = pk
+            open_tasks[key].match_probability = probability
+    ReviewTask.objects.bulk_update(
+        [t for k, t in open_tasks.items() if k in wanted], ["pair", "match_probability"], 1000
+    )
+    new = [
+        ReviewTask(
+            domain=domain,
+            pair_id=pk,
+            left_record_id=key[0],
+            right_record_id=key[1],
+            match_probability=probability,
+            explanation=contributions,
+        )
+        for key, (pk, probability, contributions) in wanted.items()
+        if key not in open_tasks
+    ]
+    ReviewTask.objects.bulk_create(new, batch_size=2000)
+    return {"review_tasks_opened": len(new), "review_tasks_closed": len(obsolete)}
