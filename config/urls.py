@@ -3,6 +3,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from matching.api import MatchSearchView
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process answers.  Readiness checks come with the operations work."""
@@ -15,6 +17,7 @@ urlpatterns = [
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("api/v1/<slug:domain>/match", MatchSearchView.as_view(), name="match-search"),
     path("api/v1/", include("mdm.api.urls")),
     path("api-auth/", include("rest_framework.urls")),
 ]

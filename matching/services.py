@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from matching.clustering import Edge, cluster
 from matching.engine import get_engine
 from matching.engine.interface import (
+    Contribution,
     EngineRecord,
     LevelReport,
     MatchEngine,
@@ -21,10 +23,11 @@ from matching.engine.interface import (
     TrainedModel,
 )
 from matching.models import MatchModel, MatchPair, MatchRun, PairConstraint
+from matching.store import engine_records, store_for
 from mdm.domains import get_domain
 from mdm.domains.match_spec import MatchSpec
-from mdm.models import RecordChange, SourceRecord
-from mdm.services.golden import golden_records_apply_clusters
+from mdm.models import CrossReference, RecordChange, SourceRecord
+from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
 from stewardship.models import ReviewTask
 
 
@@ -37,13 +40,6 @@ def _spec(domain: str) -> MatchSpec:
     if spec is None:
         raise MatchingError(f"domain {domain} declares no match model")
     return spec
-
-
-def _engine_records(domain: str) -> list[EngineRecord]:
-    rows = SourceRecord.objects.filter(domain=domain, is_deleted=False).values_list(
-        "id", "attributes"
-    )
-    return [EngineRecord(id=pk, attributes=attributes) for pk, attributes in rows.iterator(2000)]
 
 
 def _trained(model: MatchModel) -> TrainedModel:
@@ -74,7 +70,7 @@ def match_model_train(
     each call stores a new version.
     """
     spec = _spec(domain)
-    records = _engine_records(domain)
+    records = engine_records(domain)
     if len(records) < 10:
         raise MatchingError(f"{domain} has {len(records)} records; load some before training")
     started = time.perf_counter()
@@ -140,7 +136,7 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
     try:
         last_change = RecordChange.objects.filter(domain=domain).aggregate(m=Max("id"))["m"] or 0
         t = time.perf_counter()
-        records = _engine_records(domain)
+        records = engine_records(domain)
         timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
         pairs = (engine or get_engine()).score_all(
@@ -193,8 +189,12 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
 
 def _store_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:
     """Replace the domain's scored pairs with this run's (set-based)."""
-    now = timezone.now()
     MatchPair.objects.filter(domain=domain).delete()
+    _insert_pairs(domain, model, pairs)
+
+
+def _insert_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:
+    now = timezone.now()
     MatchPair.objects.bulk_create(
         [
             MatchPair(
@@ -257,3 +257,216 @@ def _review_tasks(
     ]
     ReviewTask.objects.bulk_create(new, batch_size=2000)
     return {"review_tasks_opened": len(new), "review_tasks_closed": len(obsolete)}
+
+
+def _engine_for(domain: str, model: MatchModel, engine: MatchEngine | None) -> MatchEngine:
+    if engine is not None:
+        return engine
+    from matching.engine.splink_engine import SplinkEngine
+
+    return SplinkEngine(store=store_for(domain, model, _spec(domain), _trained(model)))
+
+
+def match_pending(
+    *, domain: str, engine: MatchEngine | None = None, limit: int = 5000
+) -> MatchRun | None:
+    """Match the records ingested or changed since the last run (their RecordChange markers).
+
+    Each changed record is scored against the existing ones; above the upper threshold it
+    joins (or merges) their golden records, in the review band a task is opened, below it
+    founds a golden record of its own.  Steward constraints hold.  Returns None when there
+    is nothing to do or no active model yet (the markers then wait for the first run).
+    Safe to run twice and concurrently: markers are claimed under a lock and deleted in the
+    same transaction as the result.
+    """
+    model = MatchModel.objects.filter(domain=domain, is_active=True).first()
+    if model is None:
+        return None
+    started = time.perf_counter()
+    with transaction.atomic():
+        markers = list(
+            RecordChange.objects.select_for_update(skip_locked=True)
+            .filter(domain=domain)
+            .order_by("id")
+            .values_list("id", "record_id")[:limit]
+        )
+        if not markers:
+            return None
+        run = MatchRun.objects.create(domain=domain, kind=MatchRun.Kind.INCREMENTAL, model=model)
+        ids = sorted({record_id for _, record_id in markers})
+        spec, trained = _spec(domain), _trained(model)
+        candidates = engine_records(domain, ids)
+        pairs = _engine_for(domain, model, engine).score_candidates(
+            spec, trained, candidates, threshold=model.lower_threshold, top=10
+        )
+        current = dict(
+            CrossReference.objects.filter(record_id__in=ids + [p.right for p in pairs]).values_list(
+                "record_id", "golden_id"
+            )
+        )
+        involved = {current[i] for i in ids if i in current}
+        involved |= {
+            current[p.right]
+            for p in pairs
+            if p.match_probability >= model.upper_threshold and p.right in current
+        }
+        members: dict[int, list[int]] = {}
+        for rid, gid in CrossReference.objects.filter(golden_id__in=involved).values_list(
+            "record_id", "golden_id"
+        ):
+            members.setdefault(gid, []).append(rid)
+        candidate_ids = {c.id for c in candidates}
+        edges = [Edge(p.left, p.right, p.match_probability) for p in pairs]
+        for group in members.values():  # the others keep together what is together
+            others = sorted(r for r in group if r not in candidate_ids)
+            edges += [Edge(a, b, 1.0) for a, b in pairwise(others)]
+        universe = candidate_ids | {r for g in members.values() for r in g}
+        must, cannot = _constraints(domain)
+        result = cluster(
+            sorted(universe),
+            edges,
+            threshold=model.upper_threshold,
+            must_link=[c for c in must if c[0] in universe and c[1] in universe],
+            cannot_link=[c for c in cannot if c[0] in universe and c[1] in universe],
+        )
+        applied = golden_records_apply_clusters(
+            domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
+        )
+        deleted = set(ids) - candidate_ids
+        if deleted:
+            golden_records_rebuild(
+                domain=domain,
+                golden_ids=sorted({current[i] for i in deleted if i in current}),
+                reason=f"match run {run.pk}: source record deleted",
+            )
+        _upsert_pairs(domain, model, pairs, candidate_ids | deleted)
+        opened = _open_band_tasks(domain, model, pairs, set(must) | set(cannot))
+        RecordChange.objects.filter(id__in=[m for m, _ in markers]).delete()
+        run.counts = {
+            "records": len(ids),
+            "pairs": len(pairs),
+            "golden_created": applied.created,
+            "golden_changed": applied.changed,
+            "golden_retired": applied.retired,
+            "records_moved": applied.moved,
+            "review_tasks_opened": opened,
+        }
+        run.status = MatchRun.Status.SUCCEEDED
+        run.timings = {"total": round(time.perf_counter() - started, 3)}
+        run.finished_at = timezone.now()
+        run.save()
+    return run
+
+
+def _upsert_pairs(
+    domain: str, model: MatchModel, pairs: list[ScoredPair], records: set[int]
+) -> None:
+    MatchPair.objects.filter(domain=domain).filter(
+        Q(left_id__in=records) | Q(right_id__in=records)
+    ).delete()
+    _insert_pairs(domain, model, pairs)
+
+
+def _open_band_tasks(
+    domain: str, model: MatchModel, pairs: list[ScoredPair], decided: set[tuple[int, int]]
+) -> int:
+    band = [
+        p
+        for p in pairs
+        if model.lower_threshold <= p.match_probability < model.upper_threshold
+        and (min(p.left, p.right), max(p.left, p.right)) not in decided
+    ]
+    if not band:
+        return 0
+    ids = {i for p in band for i in (p.left, p.right)}
+    golden = dict(
+        CrossReference.objects.filter(record_id__in=ids).values_list("record_id", "golden_id")
+    )
+    open_pairs = set(
+        ReviewTask.objects.filter(domain=domain, status=ReviewTask.Status.OPEN).values_list(
+            "left_record_id", "right_record_id"
+        )
+    )
+    stored = {
+        (left, right): pk
+        for pk, left, right in MatchPair.objects.filter(domain=domain, left_id__in=ids).values_list(
+            "id", "left_id", "right_id"
+        )
+    }
+    new = []
+    for p in band:
+        key = (min(p.left, p.right), max(p.left, p.right))
+        if golden.get(key[0]) == golden.get(key[1]) or key in open_pairs:
+            continue
+        open_pairs.add(key)
+        new.append(
+            ReviewTask(
+                domain=domain,
+                pair_id=stored.get(key),
+                left_record_id=key[0],
+                right_record_id=key[1],
+                match_probability=p.match_probability,
+                explanation=[asdict(c) for c in p.contributions],
+            )
+        )
+    ReviewTask.objects.bulk_create(new)
+    return len(new)
+
+
+@dataclass(frozen=True)
+class SearchMatch:
+    golden_id: int | None
+    record_id: int
+    source: str
+    source_key: str
+    match_probability: float
+    match_weight: float
+    reasons: tuple[Contribution, ...]
+
+
+class CandidateInvalidError(ValueError):
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("the candidate record is not valid")
+        self.errors = errors
+
+
+def match_search(
+    *,
+    domain: str,
+    attributes: dict[str, Any],
+    min_probability: float = 0.5,
+    top: int = 10,
+    engine: MatchEngine | None = None,
+) -> tuple[dict[str, Any], list[SearchMatch]]:
+    """Search before create: the golden records a candidate most likely is, best first.
+
+    Stores nothing.  The candidate is normalised like an ingested record; invalid values
+    raise CandidateInvalidError with the field errors.  One result per golden record (its
+    best-scoring member), with the match weight of each comparison as the reasons.
+    """
+    dom = get_domain(domain)
+    normalised, errors = dom.normalise(attributes)
+    if errors:
+        raise CandidateInvalidError([e.as_dict() for e in errors])
+    model = match_model_active(domain=domain)
+    candidate = EngineRecord(id=-1, attributes=normalised)
+    pairs = _engine_for(domain, model, engine).score_candidates(
+        _spec(domain), _trained(model), [candidate], threshold=min_probability, top=top * 3
+    )
+    existing = [p.right for p in pairs]
+    info = {
+        pk: (golden, code, key)
+        for pk, golden, code, key in SourceRecord.objects.filter(id__in=existing).values_list(
+            "id", "xref__golden_id", "source_system__code", "source_key"
+        )
+    }
+    best: dict[Any, SearchMatch] = {}
+    for p in sorted(pairs, key=lambda p: -p.match_probability):
+        golden, code, key = info.get(p.right, (None, "", ""))
+        group = golden if golden is not None else ("record", p.right)
+        if group in best:
+            continue
+        best[group] = SearchMatch(
+            golden, p.right, code, key, p.match_probability, p.match_weight, p.contributions
+        )
+    return normalised, list(best.values())[:top]

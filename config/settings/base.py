@@ -193,7 +193,10 @@ AURUM_IDEMPOTENCY_HOURS = int(os.environ.get("AURUM_IDEMPOTENCY_HOURS", "72"))
 
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "mdm.purge_idempotency_keys", "schedule": 3600.0},
+    "match-pending": {"task": "matching.match_pending_all", "schedule": 60.0},
 }
+# Queue incremental matching after every ingest that changed records.
+AURUM_MATCH_AFTER_INGEST = env_bool("AURUM_MATCH_AFTER_INGEST", True)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Files at least this large are mapped and normalised in worker processes while the previous

@@ -196,3 +196,32 @@ class GoldenRecordSerializer(serializers.Serializer):
     retired_id = serializers.IntegerField(
         required=False, help_text="Set when the requested id was retired into this record."
     )
+
+
+class MatchSearchInputSerializer(serializers.Serializer):
+    attributes = serializers.DictField(
+        help_text="The candidate, with the domain's attribute names."
+    )
+    min_probability = serializers.FloatField(default=0.5, min_value=0.0, max_value=1.0)
+    top = serializers.IntegerField(default=10, min_value=1, max_value=100)
+
+
+class MatchReasonSerializer(serializers.Serializer):
+    attribute = serializers.CharField()
+    level = serializers.CharField()
+    match_weight = serializers.FloatField()
+
+
+class MatchResultSerializer(serializers.Serializer):
+    golden_id = serializers.IntegerField(allow_null=True)
+    record_id = serializers.IntegerField()
+    source = serializers.CharField()  # type: ignore[assignment]
+    source_key = serializers.CharField()
+    match_probability = serializers.FloatField()
+    match_weight = serializers.FloatField()
+    reasons = MatchReasonSerializer(many=True)
+
+
+class MatchSearchOutputSerializer(serializers.Serializer):
+    candidate = serializers.DictField(help_text="The candidate as the hub normalised it.")
+    matches = MatchResultSerializer(many=True)

@@ -61,7 +61,7 @@ from mdm.services.quarantine import (
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-def _domain_or_404(code: str) -> str:
+def domain_or_404(code: str) -> str:
     try:
         return get_domain(code).code
     except UnknownDomainError as exc:
@@ -131,7 +131,7 @@ class RecordCollectionView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> Any:
-        domain = _domain_or_404(self.kwargs["domain"])
+        domain = domain_or_404(self.kwargs["domain"])
         qs = source_records_visible(source_system=source_system_of(self.request), domain=domain)
         params = self.request.query_params
         if params.get("source"):
@@ -162,7 +162,7 @@ class RecordCollectionView(generics.ListAPIView):
         responses={200: s.IngestResponseSerializer, 201: s.IngestResponseSerializer},
     )
     def post(self, request: Request, domain: str) -> Response:
-        domain = _domain_or_404(domain)
+        domain = domain_or_404(domain)
         principal = request.user
         assert isinstance(principal, SourcePrincipal)
         source_system = principal.source_system
@@ -306,7 +306,7 @@ class RecordDetailView(APIView):
         responses=s.SourceRecordSerializer,
     )
     def get(self, request: Request, domain: str, source_key: str) -> Response:
-        domain = _domain_or_404(domain)
+        domain = domain_or_404(domain)
         return Response(s.SourceRecordSerializer(_record_for(request, domain, source_key)).data)
 
     @extend_schema(
@@ -315,7 +315,7 @@ class RecordDetailView(APIView):
         responses=s.SourceRecordSerializer,
     )
     def delete(self, request: Request, domain: str, source_key: str) -> Response:
-        domain = _domain_or_404(domain)
+        domain = domain_or_404(domain)
         if not isinstance(request.user, SourcePrincipal):
             raise exceptions.PermissionDenied("Only the record's source system can delete it.")
         record = source_record_tombstone(
@@ -334,7 +334,7 @@ class RecordHistoryView(APIView):
         responses=s.SourceRecordHistorySerializer(many=True),
     )
     def get(self, request: Request, domain: str, source_key: str) -> Response:
-        domain = _domain_or_404(domain)
+        domain = domain_or_404(domain)
         record = _record_for(request, domain, source_key)
         versions = record.history.select_related("history_user").order_by(
             "-history_date", "-history_id"
@@ -486,7 +486,7 @@ class GoldenRecordListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> Any:
-        domain = _domain_or_404(self.kwargs["domain"])
+        domain = domain_or_404(self.kwargs["domain"])
         params = self.request.query_params
         qs = _golden_queryset(domain)
         if params.get("source_key") or params.get("source"):
@@ -511,7 +511,7 @@ class GoldenRecordDetailView(APIView):
         responses=s.GoldenRecordSerializer,
     )
     def get(self, request: Request, domain: str, pk: int) -> Response:
-        domain = _domain_or_404(domain)
+        domain = domain_or_404(domain)
         golden = _golden_queryset(domain).filter(pk=pk).first()
         if golden is None:
             raise Http404(f"No {domain} golden record {pk}.")

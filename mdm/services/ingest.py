@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -56,6 +57,7 @@ DELETED = "deleted"
 STALE = "stale"
 REJECTED = "rejected"
 MAX_STORED_ERRORS = 100
+MATCH_TASK = "matching.match_pending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,21 @@ def ingest_run_start(
     )
 
 
+def records_changed_notify(*, domain: str) -> None:
+    """After commit, ask matching (by task name: mdm does not import it) to look at the
+    domain's new RecordChange markers.  The markers are the durable part: if the broker is
+    down the message is lost but the markers wait for the periodic sweep."""
+
+    def send() -> None:
+        try:
+            current_app.signature(MATCH_TASK, args=(domain,)).delay()
+        except Exception:  # the broker is down: the periodic sweep will catch up
+            logger.warning("could not queue %s for %s; the sweep will", MATCH_TASK, domain)
+
+    if settings.AURUM_MATCH_AFTER_INGEST:
+        transaction.on_commit(send)
+
+
 def ingest_run_finish(
     *, run: IngestRun, counts: Counts, started: float, failure: str | None = None
 ) -> IngestRun:
@@ -167,6 +184,8 @@ def ingest_run_finish(
         run.status = IngestRun.Status.SUCCEEDED
     run.errors = errors[:MAX_STORED_ERRORS]
     run.save()
+    if counts.created or counts.updated or counts.deleted:
+        records_changed_notify(domain=run.domain)
     return run
 
 
