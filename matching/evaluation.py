@@ -32,8 +32,10 @@ import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 __all__ = [
+    "Id",
     "Scores",
     "bcubed_scores",
     "format_scores",
@@ -41,6 +43,8 @@ __all__ = [
     "pairs_to_clusters",
     "pairwise_scores",
 ]
+
+Id = TypeVar("Id", bound=Hashable)  # a record id
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def _f1(precision: float, recall: float) -> float:
 
 
 def _contingency(
-    predicted: Mapping[Hashable, Hashable], true: Mapping[Hashable, Hashable]
+    predicted: Mapping[Id, Hashable], true: Mapping[Id, Hashable]
 ) -> tuple[Counter[tuple[Hashable, Hashable]], Counter[Hashable], Counter[Hashable]]:
     """The cells ``n[p, t]``, the predicted cluster sizes ``a[p]`` and true sizes ``b[t]``."""
     cells: Counter[tuple[Hashable, Hashable]] = Counter()
@@ -119,8 +123,8 @@ def _pair_counts(
 
 
 def pairwise_scores(
-    predicted_clusters: Mapping[Hashable, Hashable],
-    true_clusters: Mapping[Hashable, Hashable],
+    predicted_clusters: Mapping[Id, Hashable],
+    true_clusters: Mapping[Id, Hashable],
 ) -> Scores:
     """Pairwise precision, recall and F1 of a clustering.
 
@@ -149,8 +153,8 @@ def pairwise_scores(
 
 
 def bcubed_scores(
-    predicted_clusters: Mapping[Hashable, Hashable],
-    true_clusters: Mapping[Hashable, Hashable],
+    predicted_clusters: Mapping[Id, Hashable],
+    true_clusters: Mapping[Id, Hashable],
 ) -> Scores:
     """B-cubed precision, recall and F1 of a clustering (Bagga and Baldwin, 1998).
 
@@ -183,9 +187,7 @@ def bcubed_scores(
     )
 
 
-def pairs_to_clusters(
-    ids: Iterable[Hashable], pairs: Iterable[tuple[Hashable, Hashable]]
-) -> dict[Hashable, Hashable]:
+def pairs_to_clusters(ids: Iterable[Id], pairs: Iterable[tuple[Id, Id]]) -> dict[Id, Id]:
     """Connected components of the graph with ``ids`` as nodes and ``pairs`` as edges.
 
     Returns ``record id -> cluster id``, where a cluster's id is the id of its member that
@@ -194,15 +196,15 @@ def pairs_to_clusters(
     ``pairs`` are included; ids without a pair are singletons (their own cluster id).
     Union-find with path halving and union by first appearance: near-linear.
     """
-    parent: dict[Hashable, Hashable] = {}
-    rank: dict[Hashable, int] = {}  # order of first appearance; lower is the root
+    parent: dict[Id, Id] = {}
+    rank: dict[Id, int] = {}  # order of first appearance; lower is the root
 
-    def add(node: Hashable) -> None:
+    def add(node: Id) -> None:
         if node not in parent:
             parent[node] = node
             rank[node] = len(rank)
 
-    def find(node: Hashable) -> Hashable:
+    def find(node: Id) -> Id:
         while parent[node] != node:
             parent[node] = parent[parent[node]]
             node = parent[node]
@@ -231,11 +233,17 @@ def format_scores(scores: Scores, digits: int = 4) -> str:
     )
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A plain-text table: columns padded to their widest cell, numbers right-aligned.
+def format_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], align: str | None = None
+) -> str:
+    """A plain-text table: columns padded to their widest cell.
 
     Floats are shown with 4 decimals and ints with thousands separators; ``None`` as "-".
+    ``align`` gives each column's alignment ("l" or "r", e.g. "lrr"); without it numbers
+    are right-aligned and everything else left-aligned.
     """
+    if align is not None and (len(align) != len(headers) or set(align) - {"l", "r"}):
+        raise ValueError(f"align must be one 'l' or 'r' per column, got {align!r}")
 
     def cell(value: object) -> str:
         if value is None:
@@ -248,7 +256,13 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
             return f"{value:,}"
         return str(value)
 
-    body = [[(cell(value), isinstance(value, int | float)) for value in row] for row in rows]
+    body = [
+        [
+            (cell(value), align[index] == "r" if align else isinstance(value, int | float))
+            for index, value in enumerate(row)
+        ]
+        for row in rows
+    ]
     widths = [len(header) for header in headers]
     for row in body:
         for index, (text, _) in enumerate(row):
@@ -260,7 +274,8 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
             for (text, numeric), width in zip(cells, widths, strict=True)
         ).rstrip()
 
-    out = [line([(header, False) for header in headers])]
+    header_right = [align[index] == "r" if align else False for index in range(len(headers))]
+    out = [line(list(zip(headers, header_right, strict=True)))]
     out.append("  ".join("-" * width for width in widths))
     out.extend(line(row) for row in body)
     return "\n".join(out)

@@ -199,3 +199,7 @@ def test_format_table_aligns_columns() -> None:
         "febrl4    0.9991  5,000",
         "x         -           7",
     ]
+    right = format_table(["a", "bb"], [["x", "1.5"]], align="lr")
+    assert right.splitlines() == ["a   bb", "-  ---", "x  1.5"]
+    with pytest.raises(ValueError, match="align"):
+        format_table(["a"], [], align="x")
