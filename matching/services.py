@@ -442,10 +442,13 @@ def match_search(
 
     Stores nothing.  The candidate is normalised like an ingested record; invalid values
     raise CandidateInvalidError with the field errors.  One result per golden record (its
-    best-scoring member), with the match weight of each comparison as the reasons.
+    best-scoring member), with the match weight of each comparison as the reasons.  Values
+    are validated; completeness is not (searching by an e-mail alone is fine).
     """
     dom = get_domain(domain)
     normalised, errors = dom.normalise(attributes)
+    # Completeness rules are for storing a record; a search may give only an e-mail.
+    errors = [e for e in errors if e.code != "required"]
     if errors:
         raise CandidateInvalidError([e.as_dict() for e in errors])
     model = match_model_active(domain=domain)

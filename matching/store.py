@@ -29,7 +29,7 @@ _stores: dict[str, _Entry] = {}
 
 
 def _history_max() -> int:
-    history: Any = SourceRecord.history.model  # type: ignore[attr-defined]
+    history: Any = SourceRecord.history.model
     last = history.objects.order_by("-history_id").values_list("history_id", flat=True).first()
     return int(last or 0)
 
@@ -55,7 +55,7 @@ def store_for(domain: str, model: MatchModel, spec: MatchSpec, trained: TrainedM
             store = MatchStore(spec, trained, engine_records(domain))
             _stores[domain] = entry = _Entry(model.pk, store, watermark)
             return store
-        history: Any = SourceRecord.history.model  # type: ignore[attr-defined]
+        history: Any = SourceRecord.history.model
         changed = list(
             history.objects.filter(history_id__gt=entry.watermark, domain=domain).values_list(
                 "history_id", "id"

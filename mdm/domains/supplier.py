@@ -5,6 +5,7 @@ from __future__ import annotations
 from mdm.domains import normalisers as n
 from mdm.domains.base import Attribute, Domain
 from mdm.domains.common import address_attributes
+from mdm.domains.match_spec import ComparisonSpec, MatchSpec
 
 DOMAIN = Domain(
     code="supplier",
@@ -38,8 +39,44 @@ DOMAIN = Domain(
     ),
     required_any=(("legal_name", "trading_name"),),
     display_attributes=("legal_name", "trading_name"),
+    # The default match model: the legal name without its legal form ("Acme GmbH" and
+    # "ACME G.m.b.H." agree; the trading name stands in where it is missing), the registry
+    # and bank identifiers, the address and the contact's e-mail. Any one identifier, the
+    # name or the postcode brings a pair to scoring.
+    match=MatchSpec(
+        comparisons=(
+            ComparisonSpec("legal_name", "organisation", term_frequency=True),
+            ComparisonSpec("vat_id", "identifier"),
+            ComparisonSpec("duns", "identifier"),
+            ComparisonSpec("lei", "identifier"),
+            ComparisonSpec("iban", "identifier"),
+            ComparisonSpec("postal_code", "postal_code"),
+            ComparisonSpec("city", "name", term_frequency=True),
+            ComparisonSpec("country", "exact"),
+            ComparisonSpec("contact_email", "email"),
+        ),
+        blocking=(
+            ("legal_name",),
+            ("vat_id",),
+            ("duns",),
+            ("lei",),
+            ("iban",),
+            ("contact_email",),
+            ("postal_code",),
+        ),
+        training=(
+            ("legal_name",),
+            ("postal_code",),
+        ),
+        deterministic=(
+            ("vat_id",),
+            ("duns",),
+            ("lei",),
+            ("legal_name", "postal_code"),
+        ),
+        deterministic_recall=0.8,
+    ),
 )
 
-# --- Default match model and survivorship rule -------------------------------------------
-# Declared here by later work: the supplier's default match model (Splink comparisons and
-# blocking rules) and its default survivorship rule. Not built yet.
+# --- Default survivorship rule -----------------------------------------------------------
+# Declared here by later work: the supplier's default survivorship rule. Not built yet.

@@ -12,11 +12,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from mdm.mapping import load_mapping_file
-from mdm.models import SourceSystem, SourceToken
+from mdm.models import SourceRecord, SourceSystem, SourceToken
 from mdm.services.ingest import source_records_ingest_file
 from mdm.services.sources import source_mapping_register, source_token_issue, source_token_revoke
 
@@ -40,6 +41,9 @@ class Command(BaseCommand):
             "--fixtures", type=Path, default=Path(settings.BASE_DIR) / "fixtures", help="folder"
         )
         parser.add_argument("--no-tokens", action="store_true", help="do not issue API tokens")
+        parser.add_argument(
+            "--no-match", action="store_true", help="do not train models and match (faster)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         folder: Path = options["fixtures"]
@@ -63,6 +67,8 @@ class Command(BaseCommand):
                 f"quarantined {c.quarantined:>3}"
             )
         self._users()
+        if not options["no_match"]:
+            self._match()
         if not options["no_tokens"]:
             self._tokens()
         self.stdout.write(
@@ -70,6 +76,17 @@ class Command(BaseCommand):
                 f"Demo login: admin / {DEMO_PASSWORD} (also steward, viewer with the same password)"
             )
         )
+
+    def _match(self) -> None:
+        """Train a model where a domain has none, then a full match (by command name: the
+        mdm app does not import matching)."""
+        from django.apps import apps
+
+        model = apps.get_model("matching", "MatchModel")
+        for domain in sorted(set(SourceRecord.objects.values_list("domain", flat=True))):
+            if not model.objects.filter(domain=domain, is_active=True).exists():
+                call_command("train_model", domain, stdout=self.stdout, stderr=self.stderr)
+            call_command("match", domain, "--full", stdout=self.stdout)
 
     @transaction.atomic
     def _users(self) -> None:

@@ -1,0 +1,1263 @@
+"""The match engine on Splink 5 and DuckDB: train, score everything, score candidates.
+
+Everything that crosses this module's public surface is one of the interface's frozen
+dataclasses (``TrainedModel``, ``ScoredPair``...) or plain Python data; the DuckDB
+connections and Splink linkers stay inside.
+
+How a ``MatchSpec`` becomes a Splink model
+------------------------------------------
+* :func:`prepare_table` is the one preparation every path uses (training, batch scoring,
+  candidate scoring and the bare-Splink baselines of the tests): a ``unique_id`` column,
+  ``source_dataset`` when the records carry datasets, one column per attribute the spec
+  mentions in the form the engine compares and blocks on (folded names, organisation base
+  names, compact identifiers, ...) and the derived columns some comparisons need
+  (``<attribute>__nick`` nickname-canonical names, ``<attribute>__tokens`` token lists,
+  ``<attribute>__user`` e-mail local parts, ``<attribute>__last7`` phone tails).
+* :func:`settings_for` turns the spec into a Splink settings dictionary: one comparison per
+  ``ComparisonSpec`` named after its attribute (so its match weight is ``mw_<attribute>``),
+  with levels fit for its kind, and one ``block_on`` rule per blocking rule.
+* A trained model's ``parameters`` is Splink's own JSON (``save_model_to_json``): scoring
+  loads it as is, so the engine's probabilities are exactly bare Splink's.
+* Candidates (search-before-create, incremental matching) are scored against a
+  :class:`MatchStore`: the existing records prepared once in a DuckDB connection with their
+  term-frequency tables, kept in step by ``upsert``/``delete``, scored with Splink's
+  ``predict_between``.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import math
+import threading
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from copy import deepcopy
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink import comparison_level_library as cll
+from splink.comparison_library import CustomComparison
+from splink.internals.comparison_level_creator import ComparisonLevelCreator
+from splink.internals.exceptions import SplinkException
+
+from matching.engine.interface import (
+    ComparisonSpec,
+    Contribution,
+    EngineRecord,
+    LevelReport,
+    MatchSpec,
+    ScoredPair,
+    TrainedModel,
+)
+from mdm.domains.normalisers import organisation_base_name
+
+__all__ = [
+    "MatchStore",
+    "SplinkEngine",
+    "level_warning",
+    "prepare_table",
+    "settings_for",
+]
+
+logger = logging.getLogger(__name__)
+
+UNIQUE_ID = "unique_id"
+SOURCE_DATASET = "source_dataset"
+
+# u probabilities are estimated on a random sample of pairs: enough for stable values on
+# a few hundred thousand records while keeping training to seconds on two cores.
+U_MAX_PAIRS = 5e6
+# EM on a training rule that yields more pairs than this samples them (Splink's max_pairs).
+EM_MAX_PAIRS = 5e6
+
+# The least m probability a trained level keeps. EM on clean identifiers drives m("differ")
+# towards 0 (1e-76 on the demo suppliers' VAT ids): one typo would then veto any match by
+# hundreds of bits, and the next EM round underflows to 0 and fails. At 1e-4 one
+# disagreement costs at most about 13 bits.
+M_FLOOR = 1e-4
+
+# The band in which a "values differ" level's m probability says EM lost its footing: in a
+# healthy model most true matches agree, so m(else) is small; near 0.5 the "match" class EM
+# found is a mix of matches and non-matches (typically two correlated fields).
+COLLAPSE_BAND = (0.35, 0.65)
+
+
+# --------------------------------------------------------------------------- nicknames
+
+# Nickname -> canonical given name. Small on purpose: common diminutives that point to one
+# name only ("Chris" could be Christopher or Christine and is read as the former; "Sandy",
+# "Jo" or "Al" are left out). A canonical name maps to itself implicitly.
+_NICKNAME_GROUPS: dict[str, tuple[str, ...]] = {
+    "abigail": ("abby", "abbie"),
+    "albert": ("bert", "bertie"),
+    "alexander": ("alex", "alec", "xander"),
+    "alfred": ("alf", "alfie"),
+    "andrew": ("andy", "drew"),
+    "anthony": ("tony",),
+    "benjamin": ("ben", "benny", "benji"),
+    "catherine": ("cathy", "cath", "cat", "kate", "katie", "kathy", "katy", "katherine", "kathryn"),
+    "charles": ("charlie", "chuck", "chas"),
+    "christina": ("tina", "chrissy"),
+    "christopher": ("chris", "kris"),
+    "daniel": ("dan", "danny"),
+    "david": ("dave", "davy"),
+    "deborah": ("deb", "debbie", "debby"),
+    "donald": ("don", "donnie"),
+    "douglas": ("doug",),
+    "edward": ("ed", "eddie", "eddy", "ted", "teddy", "ned"),
+    "elizabeth": ("elisabeth", "liz", "lizzie", "lizzy", "beth", "betty", "bess", "libby"),
+    "francesco": ("cesco", "franco"),
+    "francisco": ("paco", "pancho"),
+    "frederick": ("fred", "freddie", "freddy"),
+    "friedrich": ("fritz",),
+    "gerald": ("gerry", "jerry"),
+    "giuseppe": ("beppe", "peppe", "pino"),
+    "gregory": ("greg",),
+    "henry": ("harry", "hank"),
+    "jacqueline": ("jackie",),
+    "james": ("jim", "jimmy", "jamie"),
+    "jennifer": ("jen", "jenny", "jenn"),
+    "jessica": ("jess", "jessie"),
+    "johannes": ("hannes", "johann", "hans"),
+    "john": ("jack", "johnny"),
+    "jonathan": ("jon", "jonny"),
+    "jose": ("pepe",),
+    "joseph": ("joe", "joey"),
+    "joshua": ("josh",),
+    "katharina": ("kathi", "katja"),
+    "kenneth": ("ken", "kenny"),
+    "kimberly": ("kim",),
+    "lawrence": ("larry",),
+    "margaret": ("maggie", "meg", "peggy", "marge"),
+    "matthew": ("matt", "matty"),
+    "maximilian": ("max",),
+    "michael": ("mike", "mikey", "mick", "mickey"),
+    "nathaniel": ("nate",),
+    "nicholas": ("nick", "nicky"),
+    "patricia": ("pat", "patty", "trish", "tricia"),
+    "patrick": ("paddy",),
+    "peter": ("pete",),
+    "philip": ("phil",),
+    "rebecca": ("becky", "becca"),
+    "richard": ("rick", "ricky", "rich", "richie", "dick"),
+    "robert": ("rob", "robbie", "bob", "bobby"),
+    "ronald": ("ron", "ronnie"),
+    "samuel": ("sam", "sammy"),
+    "stephen": ("steve", "stevie", "steven"),
+    "susan": ("sue", "susie", "suzy"),
+    "theodore": ("theo",),
+    "thomas": ("tom", "tommy"),
+    "timothy": ("tim", "timmy"),
+    "victoria": ("vicky", "vicki", "tori"),
+    "william": ("will", "bill", "billy", "willy", "liam"),
+    "zachary": ("zach", "zack"),
+}
+NICKNAMES: dict[str, str] = {
+    nickname: canonical
+    for canonical, nicknames in _NICKNAME_GROUPS.items()
+    for nickname in nicknames
+}
+assert len(NICKNAMES) == sum(map(len, _NICKNAME_GROUPS.values())), "a nickname in two groups"
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+@lru_cache(maxsize=65536)
+def _fold(text: str) -> str:
+    """Accents dropped, case-folded, apostrophes dropped, other punctuation as spaces."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    chars = []
+    for char in decomposed:
+        if unicodedata.combining(char) or char in "'\u2019`.":
+            continue
+        chars.append(char if char.isalnum() else " ")
+    return " ".join("".join(chars).casefold().split())
+
+
+@lru_cache(maxsize=65536)
+def _canonical_name(folded: str) -> str:
+    return " ".join(NICKNAMES.get(token, token) for token in folded.split())
+
+
+def _tokens(folded: str) -> list[str]:
+    return sorted(set(folded.split()))
+
+
+def _compact(text: str) -> str:
+    return "".join(char for char in text.upper() if char.isalnum())
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip()
+    return text or None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(Decimal(str(value).strip()))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# Name attributes that hold a person's given name (alone or in a full name): only these get
+# the nickname level. A family name "Will" must not become "william", nor a city "Sandy".
+_GIVEN_NAME_HINTS = ("given", "first", "fore", "middle", "full", "contact", "person")
+
+
+def _nickname_aware(spec: ComparisonSpec) -> bool:
+    return spec.kind == "name" and any(hint in spec.attribute for hint in _GIVEN_NAME_HINTS)
+
+
+# Family-name particles kept with the family name when a full name is split.
+_PARTICLES = frozenset(
+    {"van", "von", "der", "den", "de", "del", "della", "di", "da", "das", "dos", "do", "du"}
+    | {"la", "le", "ten", "ter", "zu", "bin", "ibn", "af", "av"}
+)
+
+
+def _split_full_name(full: str) -> tuple[str | None, str | None]:
+    """(given, family) read from a full name: "Jan van der Berg", "Berg, Jan"; else Nones."""
+    family_part, comma, given_part = full.partition(",")
+    if comma:
+        given_tokens = given_part.split()
+        return (given_tokens[0] if given_tokens else None), (family_part.strip() or None)
+    tokens = full.split()
+    if len(tokens) < 2:
+        return None, None
+    start = len(tokens) - 1
+    while start > 1 and tokens[start - 1].lower() in _PARTICLES:
+        start -= 1
+    return tokens[0], " ".join(tokens[start:])
+
+
+def _given_from_full(attributes: Mapping[str, Any]) -> Any:
+    full = attributes.get("full_name")
+    return _split_full_name(str(full))[0] if full else None
+
+
+def _family_from_full(attributes: Mapping[str, Any]) -> Any:
+    full = attributes.get("full_name")
+    return _split_full_name(str(full))[1] if full else None
+
+
+def _full_from_parts(attributes: Mapping[str, Any]) -> Any:
+    parts = [attributes.get("given_name"), attributes.get("family_name")]
+    return " ".join(str(part) for part in parts if part) or None
+
+
+# Where an attribute is missing, the value it can be read from in the same record, so that a
+# source that only sends a full name (or only a trading name) still meets the others on the
+# same comparisons and blocking keys.
+_FALLBACKS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "given_name": _given_from_full,
+    "family_name": _family_from_full,
+    "full_name": _full_from_parts,
+    "legal_name": lambda attributes: attributes.get("trading_name"),
+}
+
+
+def _value(attributes: Mapping[str, Any], attribute: str) -> Any:
+    value = attributes.get(attribute)
+    if value is None or value == "":
+        fallback = _FALLBACKS.get(attribute)
+        if fallback is not None:
+            return fallback(attributes)
+    return value
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    type: pa.DataType
+
+
+def _derived(spec: ComparisonSpec) -> tuple[_Column, ...]:
+    """The derived columns a comparison kind reads besides ``<attribute>`` itself."""
+    a = spec.attribute
+    if spec.kind == "name" and _nickname_aware(spec):
+        return (_Column(f"{a}__nick", pa.string()),)
+    if spec.kind in ("organisation", "text", "title"):
+        return (_Column(f"{a}__tokens", pa.list_(pa.string())),)
+    if spec.kind == "email":
+        return (_Column(f"{a}__user", pa.string()),)
+    if spec.kind == "phone":
+        return (_Column(f"{a}__last7", pa.string()),)
+    return ()
+
+
+def _prepare_value(kind: str, value: Any) -> Any:
+    """The compared (and blocked-on) form of one attribute value, None for no value."""
+    if kind == "numeric":
+        return _number(value)
+    text = _text(value)
+    if text is None:
+        return None
+    if kind == "organisation":
+        return organisation_base_name(text) or None
+    if kind in ("name", "text", "title"):
+        return _fold(text) or None
+    if kind == "email":
+        return text.lower()
+    if kind in ("identifier", "postal_code"):
+        return _compact(text) or None
+    if kind == "phone":
+        return "".join(char for char in text if char.isdigit() or char == "+") or None
+    return text  # date (YYYY-MM-DD), exact
+
+
+def _derive(spec: ComparisonSpec, prepared: Any) -> Any:
+    if prepared is None:
+        return None
+    if spec.kind == "name":
+        return _canonical_name(prepared)
+    if spec.kind in ("organisation", "text", "title"):
+        return _tokens(prepared) or None
+    if spec.kind == "email":
+        user = prepared.partition("@")[0].partition("+")[0]
+        return user or None
+    if spec.kind == "phone":
+        digits = "".join(char for char in prepared if char.isdigit())
+        return digits[-7:] if len(digits) >= 7 else None
+    raise AssertionError(spec.kind)
+
+
+def _spec_attributes(spec: MatchSpec) -> dict[str, str]:
+    """Every attribute the spec mentions -> the kind it is prepared as.
+
+    An attribute only used for blocking or training rules is prepared as "exact" (its
+    text as is); one compared is prepared for its comparison's kind.
+    """
+    kinds: dict[str, str] = {}
+    for comparison in spec.comparisons:
+        if comparison.attribute in kinds:
+            raise ValueError(f"the match spec compares {comparison.attribute!r} twice")
+        kinds[comparison.attribute] = comparison.kind
+    for rule in (*spec.blocking, *spec.training, *spec.deterministic):
+        for attribute in rule:
+            kinds.setdefault(attribute, "exact")
+    return kinds
+
+
+def _has_datasets(records: Sequence[EngineRecord]) -> bool:
+    return any(record.dataset for record in records)
+
+
+def prepare_table(
+    spec: MatchSpec, records: Sequence[EngineRecord], *, with_dataset: bool | None = None
+) -> pa.Table:
+    """The records as the table Splink reads: the one preparation of every path.
+
+    Also what the tests and benchmarks give bare Splink for their baselines. Columns:
+    ``unique_id`` (the record id), ``source_dataset`` (when ``with_dataset``, by default
+    when any record has a dataset), ``<attribute>`` in compared form for every attribute
+    the spec mentions, and the derived columns of :func:`_derived`. Raises ``ValueError``
+    on duplicate ids.
+    """
+    kinds = _spec_attributes(spec)
+    by_attribute = {comparison.attribute: comparison for comparison in spec.comparisons}
+    if with_dataset is None:
+        with_dataset = _has_datasets(records)
+
+    ids = [record.id for record in records]
+    if len(set(ids)) != len(ids):
+        repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
+        raise ValueError(f"record ids must be unique; repeated: {repeated[:10]}")
+
+    arrays: dict[str, pa.Array] = {UNIQUE_ID: pa.array(ids, pa.int64())}
+    if with_dataset:
+        arrays[SOURCE_DATASET] = pa.array([record.dataset for record in records], pa.string())
+    for attribute, kind in kinds.items():
+        values = [_prepare_value(kind, _value(record.attributes, attribute)) for record in records]
+        arrays[attribute] = pa.array(values, pa.float64() if kind == "numeric" else pa.string())
+        comparison = by_attribute.get(attribute)
+        if comparison is None:
+            continue
+        for column in _derived(comparison):
+            arrays[column.name] = pa.array(
+                [_derive(comparison, value) for value in values], column.type
+            )
+    return pa.table(arrays)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _q(column: str, side: str) -> str:
+    return f'"{column}_{side}"'
+
+
+def _level(sql: str, label: str) -> cll.CustomLevel:
+    return cll.CustomLevel(sql, label_for_charts=label)
+
+
+def _exact(column: str, label: str, *, term_frequency: bool) -> ComparisonLevelCreator:
+    level = cll.ExactMatchLevel(column).configure(label_for_charts=label)
+    if term_frequency:
+        level.configure(tf_adjustment_column=column)
+    return level
+
+
+def _token_overlap(column: str, threshold: float) -> str:
+    """Jaccard similarity of two token lists >= threshold, as DuckDB SQL.
+
+    The lists hold distinct tokens, so with ``shared`` tokens the Jaccard index is
+    shared / (|l| + |r| - shared); ``shared * (1 + t) >= t * (|l| + |r|)`` is the same test
+    with ``shared`` counted once. ``list_filter`` with a lambda is about five times faster
+    than ``list_intersect`` here (measured on 1.5M Walmart-Amazon title pairs).
+    """
+    left, right = _q(column, "l"), _q(column, "r")
+    shared = f"len(list_filter({left}, lambda token: list_contains({right}, token)))"
+    return f"{shared} * {1 + threshold} >= {threshold} * (len({left}) + len({right}))"
+
+
+def _levenshtein_at_most(left: str, right: str, distance: int) -> str:
+    # The length test first: DuckDB then runs levenshtein only on pairs that pass it, which
+    # matters on long texts (seconds per million pairs otherwise).
+    return (
+        f"abs(length({left}) - length({right})) <= {distance} "
+        f"and levenshtein({left}, {right}) <= {distance}"
+    )
+
+
+# The parts of an address, the most specific first. One address must not count three times
+# (same street line, same postcode, same city: 30 bits on the demo customers, which made
+# family members at one address look like one person). Agreement on a part says nothing
+# more when a more specific part already agrees, so such a pair is scored on the specific
+# part alone; a disagreement, or an agreement below a differing specific part, still counts.
+ADDRESS_PARTS = ("address_line1", "postal_code", "city", "country")
+
+
+def _null_level(attribute: str, compared: Sequence[str]) -> ComparisonLevelCreator:
+    if not _is_conditional(attribute, compared):
+        return cll.NullLevel(attribute).configure(label_for_charts="missing")
+    finer = [p for p in ADDRESS_PARTS[: ADDRESS_PARTS.index(attribute)] if p in compared]
+    l, r = _q(attribute, "l"), _q(attribute, "r")  # noqa: E741
+    implied = " OR ".join(f"{_q(part, 'l')} = {_q(part, 'r')}" for part in finer)
+    return cll.CustomLevel(
+        f"{l} IS NULL OR {r} IS NULL OR ({l} = {r} AND ({implied}))",
+        label_for_charts=f"missing, or implied by {' / '.join(finer)}",
+    ).configure(is_null_level=True)
+
+
+def _levels(
+    spec: ComparisonSpec, compared: Sequence[str] = ()
+) -> list[ComparisonLevelCreator | dict[str, Any]]:
+    """The comparison levels of one attribute, most specific first.
+
+    ``compared`` names the model's compared attributes (for the address parts' precedence).
+    """
+    a, kind, tf = spec.attribute, spec.kind, spec.term_frequency
+    l, r = _q(a, "l"), _q(a, "r")  # noqa: E741
+    levels: list[ComparisonLevelCreator | dict[str, Any]] = [_null_level(a, compared)]
+    exact = _exact(a, "exact", term_frequency=tf)
+    if kind == "name":
+        levels += [
+            exact,
+            _level(f"jaro_winkler_similarity({l}, {r}) >= 0.92", "Jaro-Winkler >= 0.92"),
+        ]
+        if _nickname_aware(spec):
+            nick_l, nick_r = _q(f"{a}__nick", "l"), _q(f"{a}__nick", "r")
+            levels.append(_level(f"{nick_l} = {nick_r}", "nickname"))
+        levels.append(_level(f"jaro_winkler_similarity({l}, {r}) >= 0.8", "Jaro-Winkler >= 0.8"))
+    elif kind == "organisation":
+        levels += [
+            exact,
+            _level(f"jaro_winkler_similarity({l}, {r}) >= 0.92", "Jaro-Winkler >= 0.92"),
+            _level(_token_overlap(f"{a}__tokens", 0.5), "half the words shared"),
+        ]
+    elif kind == "text":
+        levels += [
+            exact,
+            _level(_levenshtein_at_most(l, r, 2), "Levenshtein <= 2"),
+            _level(_token_overlap(f"{a}__tokens", 0.5), "half the words shared"),
+        ]
+    elif kind == "title":
+        levels += [
+            exact,
+            _level(_token_overlap(f"{a}__tokens", 0.7), "70% of the words shared"),
+            _level(_token_overlap(f"{a}__tokens", 0.5), "half the words shared"),
+            _level(_token_overlap(f"{a}__tokens", 0.3), "30% of the words shared"),
+        ]
+    elif kind == "date":
+        swapped = (
+            f"substr({l}, 1, 4) = substr({r}, 1, 4) and substr({l}, 6, 2) = substr({r}, 9, 2)"
+            f" and substr({l}, 9, 2) = substr({r}, 6, 2)"
+        )
+        within_year = f"abs(date_diff('day', try_cast({l} as date), try_cast({r} as date))) <= 365"
+        levels += [
+            exact,
+            _level(f"levenshtein({l}, {r}) <= 1", "one character off"),
+            _level(swapped, "day and month swapped"),
+            _level(within_year, "within a year"),
+        ]
+    elif kind == "email":
+        user_l, user_r = _q(f"{a}__user", "l"), _q(f"{a}__user", "r")
+        levels += [
+            exact,
+            _level(f"{user_l} = {user_r}", "same local part"),
+            # No fuzzy level: e-mail addresses are often built from the name, so a near
+            # miss ("ivy.vanbunschoten59@" / "ivyvanbunschoten@") would count the name twice.
+        ]
+    elif kind == "phone":
+        last_l, last_r = _q(f"{a}__last7", "l"), _q(f"{a}__last7", "r")
+        levels += [
+            exact,
+            _level(f"{last_l} = {last_r}", "last 7 digits equal"),
+            _level(f"levenshtein({l}, {r}) <= 1", "one digit off"),
+        ]
+    elif kind == "postal_code":
+        levels += [
+            exact,
+            _level(f"substr({l}, 1, 3) = substr({r}, 1, 3)", "same first 3 characters"),
+        ]
+    elif kind in ("exact", "identifier"):
+        levels.append(exact)
+    elif kind == "numeric":
+        levels += [
+            exact,
+            _level(f"abs({l} - {r}) <= 0.05 * greatest(abs({l}), abs({r}))", "within 5%"),
+            _level(f"abs({l} - {r}) <= 0.2 * greatest(abs({l}), abs({r}))", "within 20%"),
+        ]
+    else:
+        raise ValueError(f"unknown comparison kind {kind!r} for {a!r}")
+    levels.append(cll.ElseLevel().configure(label_for_charts="different"))
+    return levels
+
+
+def settings_for(
+    spec: MatchSpec,
+    *,
+    link_type: str = "dedupe_only",
+    comparisons: Sequence[ComparisonSpec] | None = None,
+) -> dict[str, Any]:
+    """The (untrained) Splink settings dictionary of a spec, for the DuckDB dialect."""
+    chosen = spec.comparisons if comparisons is None else comparisons
+    compared = [comparison.attribute for comparison in chosen]
+    settings = {
+        "link_type": link_type,
+        "unique_id_column_name": UNIQUE_ID,
+        "source_dataset_column_name": SOURCE_DATASET,
+        "comparisons": [
+            CustomComparison(
+                _levels(comparison, compared),
+                output_column_name=comparison.attribute,
+                comparison_description=f"{comparison.attribute} ({comparison.kind})",
+            ).create_comparison_dict("duckdb")
+            for comparison in chosen
+        ],
+        "blocking_rules_to_generate_predictions": [
+            block_on(*rule).create_blocking_rule_dict("duckdb") for rule in spec.blocking
+        ],
+        "retain_matching_columns": True,
+        "retain_intermediate_calculation_columns": True,
+    }
+    return settings
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@contextmanager
+def _session() -> Iterator[DuckDBAPI]:
+    """A private in-memory DuckDB for one call, closed afterwards."""
+    connection = duckdb.connect(":memory:")
+    try:
+        yield DuckDBAPI(connection)
+    finally:
+        connection.close()
+
+
+_link_counter = itertools.count()
+
+
+def _register(db_api: DuckDBAPI, table: pa.Table | str, name: str) -> Any:
+    return db_api.register(table, table_name=f"{name}_{next(_link_counter)}")
+
+
+def _linker(db_api: DuckDBAPI, table: pa.Table | str, settings: Mapping[str, Any]) -> Linker:
+    sdf = _register(db_api, table, "records")
+    # log_level=None: Splink must not configure the application's logging.
+    return Linker(sdf, dict(deepcopy(settings)), log_level=None)
+
+
+def _scoring_settings(parameters: Mapping[str, Any], *, link_type: str) -> dict[str, Any]:
+    settings = deepcopy(dict(parameters))
+    settings["link_type"] = link_type
+    settings["retain_matching_columns"] = True
+    settings["retain_intermediate_calculation_columns"] = True
+    return settings
+
+
+def _link_type(records: Sequence[EngineRecord]) -> str:
+    return "link_and_dedupe" if _has_datasets(records) else "dedupe_only"
+
+
+def _rule_name(rule: Sequence[str]) -> str:
+    return "+".join(rule)
+
+
+def _estimate_prior(linker: Linker, spec: MatchSpec, filled: set[str], warnings: list[str]) -> None:
+    """The prior from the spec's deterministic rules; Splink's default when they say nothing.
+
+    A rule on an attribute no record has can find no pair, so it is left out; a prior of 0
+    (no pair found) would make every weight infinite, so it is not kept either.
+    """
+    default = linker._settings_obj._probability_two_random_records_match
+    rules = [rule for rule in spec.deterministic if set(rule) <= filled]
+    if not rules:
+        warnings.append(
+            f"no deterministic rule can apply to these records: the prior is Splink's "
+            f"default ({default:g})"
+        )
+        return
+    try:
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on(*rule) for rule in rules], recall=spec.deterministic_recall
+        )
+    except ValueError as exc:
+        warnings.append(f"prior not estimated ({exc}); Splink's default ({default:g}) kept")
+        return
+    prior = linker._settings_obj._probability_two_random_records_match
+    if not 0 < prior < 1:
+        linker._settings_obj._probability_two_random_records_match = default
+        warnings.append(
+            f"the deterministic rules found no matching pair: the prior is Splink's default "
+            f"({default:g})"
+        )
+
+
+def _estimate_m(
+    linker: Linker,
+    rule: Sequence[str],
+    compared: set[str],
+    filled: set[str],
+    warnings: list[str],
+) -> None:
+    """One EM round blocked on ``rule``; a round that cannot run or fails is skipped."""
+    if not set(rule) <= filled:
+        missing = ", ".join(a for a in rule if a not in filled)
+        warnings.append(f"EM on {_rule_name(rule)} skipped: no record has {missing}")
+        return
+    if not compared - set(rule):
+        warnings.append(f"EM on {_rule_name(rule)} skipped: it blocks on every comparison")
+        return
+    _floor_m_probabilities(linker)
+    # A failed round leaves Splink's settings half-updated (the prior and m values of its
+    # last iteration): keep a copy to put back.
+    before = deepcopy(linker._settings_obj)
+    try:
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            block_on(*rule),
+            estimate_without_term_frequencies=True,
+            max_pairs=EM_MAX_PAIRS,
+        )
+    except (SplinkException, ValueError, ZeroDivisionError) as exc:
+        linker._settings_obj = before
+        reason = str(exc).split("\n", 1)[0]
+        warnings.append(f"EM on {_rule_name(rule)} failed and was skipped: {reason}")
+
+
+def _floor_m_probabilities(linker: Linker) -> None:
+    """Raise every trained m probability below :data:`M_FLOOR` to it."""
+    for comparison in linker._settings_obj.comparisons:
+        for level in comparison._comparison_levels_excluding_null:
+            if level._m_is_trained and level.m_probability < M_FLOOR:
+                level.m_probability = M_FLOOR
+
+
+# --------------------------------------------------------------------------- reading a model
+
+
+@dataclass(frozen=True)
+class _LevelInfo:
+    label: str
+    is_null: bool
+    is_else: bool
+    is_exact: bool
+    m: float | None  # None: never trained
+    u: float | None
+    weight: float  # the match weight scoring uses (Splink's default m/u where untrained)
+
+
+@dataclass(frozen=True)
+class _ComparisonInfo:
+    name: str
+    levels: dict[int, _LevelInfo]  # by gamma (comparison vector) value; -1 is "missing"
+    has_tf: bool
+
+
+def _model_comparisons(parameters: Mapping[str, Any]) -> list[_ComparisonInfo]:
+    """The comparisons of a Splink model as Splink itself reads them."""
+    settings = SettingsCreator.from_path_or_dict(dict(parameters)).get_settings("duckdb")
+    comparisons = []
+    for comparison in settings.comparisons:
+        levels = {}
+        for level in comparison.comparison_levels:
+            is_null = bool(level.is_null_level)
+            levels[level.comparison_vector_value] = _LevelInfo(
+                label=level.label_for_charts,
+                is_null=is_null,
+                is_else=bool(level._is_else_level),
+                is_exact=not is_null and bool(level._is_exact_match),
+                m=level.m_probability if level._m_is_trained and not is_null else None,
+                u=level.u_probability if level._u_is_trained and not is_null else None,
+                weight=float(level._match_weight or 0.0),
+            )
+        comparisons.append(
+            _ComparisonInfo(
+                name=comparison.output_column_name,
+                levels=levels,
+                has_tf=bool(comparison._has_tf_adjustments),
+            )
+        )
+    return comparisons
+
+
+def level_warning(
+    *,
+    level: str,
+    m: float | None,
+    u: float | None,
+    is_else: bool,
+    is_exact: bool = False,
+    conditional: bool = False,
+) -> str | None:
+    """Why a trained level looks implausible, or None.
+
+    * m or u missing: the level was never trained (no pair fell in it), so predictions use
+      Splink's defaults for it;
+    * a "values differ" (else) level with m in 0.35-0.65: expectation maximisation has
+      probably collapsed, typically because two compared fields are correlated. Not for a
+      ``conditional`` comparison (an address part scored only where the more specific parts
+      differ: there, many matches differ by construction);
+    * u > m on a level that is meant as evidence for a match (anything but "differ"):
+      agreeing on it makes a match less likely, which no such level should.
+    """
+    if m is None or u is None:
+        missing = " and ".join(name for name, value in (("m", m), ("u", u)) if value is None)
+        return f"{missing} never estimated (no training pair fell in level {level!r})"
+    low, high = COLLAPSE_BAND
+    if is_else and not conditional and low <= m <= high:
+        return (
+            f"m = {m:.2f} for {level!r}: half the 'matches' disagree here, so EM has "
+            f"probably collapsed (correlated fields?)"
+        )
+    if not is_else and u > m:
+        return f"u = {u:.3g} > m = {m:.3g} for {level!r}: agreement counts against a match" + (
+            " even on an exact match" if is_exact else ""
+        )
+    return None
+
+
+def _is_conditional(attribute: str, compared: Sequence[str]) -> bool:
+    """Whether an address part is scored only where a more specific part is not implied."""
+    if attribute not in ADDRESS_PARTS:
+        return False
+    return any(part in compared for part in ADDRESS_PARTS[: ADDRESS_PARTS.index(attribute)])
+
+
+def _level_reports(parameters: Mapping[str, Any]) -> tuple[LevelReport, ...]:
+    reports = []
+    comparisons = _model_comparisons(parameters)
+    compared = [comparison.name for comparison in comparisons]
+    for comparison in comparisons:
+        conditional = _is_conditional(comparison.name, compared)
+        for gamma in sorted(comparison.levels, reverse=True):
+            info = comparison.levels[gamma]
+            if info.is_null:
+                continue
+            reports.append(
+                LevelReport(
+                    comparison=comparison.name,
+                    level=info.label,
+                    m_probability=info.m,
+                    u_probability=info.u,
+                    match_weight=info.weight,
+                    warning=level_warning(
+                        level=info.label,
+                        m=info.m,
+                        u=info.u,
+                        is_else=info.is_else,
+                        is_exact=info.is_exact,
+                        conditional=conditional,
+                    ),
+                )
+            )
+    return tuple(reports)
+
+
+# --------------------------------------------------------------------------- scoring output
+
+
+def _select_sql(
+    table: str,
+    comparisons: Sequence[_ComparisonInfo],
+    *,
+    extra_where: str = "",
+    top: int | None = None,
+) -> str:
+    """Ids, probability, weight, then (gamma, weight with its TF adjustment) per comparison.
+
+    ``top`` keeps the best pairs of each right-hand (candidate) record.
+    """
+    columns = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
+    for comparison in comparisons:
+        columns.append(f'"gamma_{comparison.name}"')
+        weight = f'"mw_{comparison.name}"'
+        if comparison.has_tf:
+            weight += f' + coalesce("mw_tf_adj_{comparison.name}", 0)'
+        columns.append(weight)
+    # Every name here is the engine's own (Splink's output columns, attribute names of a
+    # domain declared in code): nothing comes from user input.
+    sql = f"select {', '.join(columns)} from {table}"  # noqa: S608
+    if extra_where:
+        sql += f" where {extra_where}"
+    if top is not None:
+        sql += (
+            " qualify row_number() over (partition by unique_id_r"
+            f" order by match_weight desc, unique_id_l) <= {int(top)}"
+        )
+    return sql + " order by match_weight desc, unique_id_l, unique_id_r"
+
+
+def _display_values(
+    records: Iterable[EngineRecord], comparisons: Sequence[_ComparisonInfo]
+) -> dict[int, tuple[Any, ...]]:
+    """Each record's values as contributions show them (fallbacks applied), by record id."""
+    names = [comparison.name for comparison in comparisons]
+    return {
+        record.id: tuple(_value(record.attributes, name) for name in names) for record in records
+    }
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many acyclic objects.
+
+    Hundreds of thousands of pairs and contributions otherwise trigger repeated full
+    collections that cost twice the building itself; nothing built here holds a cycle.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _pairs(
+    rows: Iterable[tuple[Any, ...]],
+    comparisons: Sequence[_ComparisonInfo],
+    left_values: Mapping[int, tuple[Any, ...]],
+    right_values: Mapping[int, tuple[Any, ...]],
+    *,
+    swap: bool = False,
+    lower_first: bool = False,
+) -> list[ScoredPair]:
+    """ScoredPairs from rows of :func:`_select_sql`.
+
+    ``swap`` puts Splink's right record first; ``lower_first`` the record with the lower id
+    (Splink orders link_and_dedupe pairs by "<dataset>-__-<id>", not by id).
+    """
+    names = [comparison.name for comparison in comparisons]
+    labels = [
+        {gamma: level.label for gamma, level in comparison.levels.items()}
+        for comparison in comparisons
+    ]
+    missing = (None,) * len(comparisons)
+    pairs: list[ScoredPair] = []
+    append = pairs.append
+    with _gc_paused():
+        for row in rows:
+            left_id, right_id = row[0], row[1]
+            left = left_values.get(left_id, missing)
+            right = right_values.get(right_id, missing)
+            if swap or (lower_first and left_id > right_id):
+                left_id, right_id, left, right = right_id, left_id, right, left
+            contributions = tuple(
+                [
+                    Contribution(name, level_labels.get(gamma) or str(gamma), weight, lv, rv)
+                    for name, level_labels, gamma, weight, lv, rv in zip(
+                        names, labels, row[4::2], row[5::2], left, right, strict=True
+                    )
+                ]
+            )
+            # DuckDB returns BIGINT as int and DOUBLE as float: no conversion needed.
+            append(ScoredPair(left_id, right_id, row[2], row[3], contributions))
+    return pairs
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class SplinkEngine:
+    """The ``MatchEngine`` on Splink 5 and an in-memory DuckDB per call.
+
+    ``score_candidates`` scores against an existing set of records, held by a
+    :class:`MatchStore`: give one to the constructor, or call :meth:`with_existing` to
+    get an engine that builds its store on first use. The engine is safe to share
+    between threads; a store serialises its own calls.
+    """
+
+    def __init__(self, store: MatchStore | None = None) -> None:
+        self._store = store
+        self._existing: tuple[EngineRecord, ...] | None = None
+        self._lock = threading.Lock()
+
+    # -- existing records ------------------------------------------------------------
+
+    def with_existing(self, records: Iterable[EngineRecord]) -> SplinkEngine:
+        """A new engine whose ``score_candidates`` scores against ``records``."""
+        engine = SplinkEngine()
+        engine._existing = tuple(records)
+        return engine
+
+    @property
+    def store(self) -> MatchStore | None:
+        return self._store
+
+    def _store_for(self, spec: MatchSpec, model: TrainedModel) -> MatchStore:
+        with self._lock:
+            store = self._store
+            if store is not None and store.serves(spec, model):
+                return store
+            if self._existing is None:
+                if store is None:
+                    raise ValueError(
+                        "score_candidates needs existing records: build the engine with "
+                        "a MatchStore or call with_existing(records) first"
+                    )
+                raise ValueError(
+                    "the engine's MatchStore was built for another spec or model; build "
+                    "a new MatchStore for this one"
+                )
+            if store is not None:
+                store.close()
+            self._store = MatchStore(spec, model, self._existing)
+            return self._store
+
+    # -- training --------------------------------------------------------------------
+
+    def train(
+        self, spec: MatchSpec, records: Iterable[EngineRecord], *, seed: int = 42
+    ) -> TrainedModel:
+        """Estimate the prior, u (random sampling) and m (EM per training rule).
+
+        Comparisons whose attribute has no value in ``records`` are left out of the model
+        (with a warning): nothing can be learnt about them, and so are deterministic and
+        training rules on such attributes. Pure: reads nothing but its arguments; the same
+        records and seed give the same model (up to the last bits of DuckDB's parallel sums).
+        """
+        records = list(records)
+        if len(records) < 2:
+            raise ValueError("training needs at least two records")
+        started = time.perf_counter()
+        warnings: list[str] = []
+        table = prepare_table(spec, records)
+        filled = {
+            name for name in table.column_names if table.column(name).null_count < len(records)
+        }
+        present = [c for c in spec.comparisons if c.attribute in filled]
+        warnings.extend(
+            f"{c.attribute}: no record has a value; comparison left out"
+            for c in spec.comparisons
+            if c.attribute not in filled
+        )
+        if not present:
+            raise ValueError("none of the compared attributes has a value in the records")
+        settings = settings_for(spec, link_type=_link_type(records), comparisons=present)
+
+        with _session() as db_api:
+            linker = _linker(db_api, table, settings)
+            _estimate_prior(linker, spec, filled, warnings)
+            pairs = len(records) * (len(records) - 1) / 2
+            linker.training.estimate_u_using_random_sampling(
+                max_pairs=min(U_MAX_PAIRS, max(pairs, 1.0)), seed=seed
+            )
+            compared = {c.attribute for c in present}
+            for rule in spec.training:
+                _estimate_m(linker, rule, compared, filled, warnings)
+            _floor_m_probabilities(linker)
+            parameters = linker.misc.save_model_to_json()
+            prior = float(linker._settings_obj._probability_two_random_records_match)
+
+        levels = _level_reports(parameters)
+        warnings.extend(
+            f"{level.comparison} / {level.level}: {level.warning}"
+            for level in levels
+            if level.warning
+        )
+        logger.info(
+            "trained on %d records in %.2f s (%d warnings)",
+            len(records),
+            time.perf_counter() - started,
+            len(warnings),
+        )
+        return TrainedModel(
+            parameters=parameters, prior=prior, levels=levels, warnings=tuple(warnings)
+        )
+
+    # -- scoring ---------------------------------------------------------------------
+
+    def score_all(
+        self,
+        spec: MatchSpec,
+        model: TrainedModel,
+        records: Iterable[EngineRecord],
+        *,
+        threshold: float,
+    ) -> list[ScoredPair]:
+        """Every blocked pair of ``records`` at or above ``threshold``, best first.
+
+        The model is loaded as trained (no retraining); term frequencies come from
+        ``records``. ``left`` is the lower id of each pair. Records with datasets are
+        linked and deduplicated (``link_and_dedupe``), others deduplicated; ids must be
+        unique either way. Pure: reads nothing but its arguments.
+        """
+        records = list(records)
+        if len(records) < 2:
+            return []
+        table = prepare_table(spec, records)
+        settings = _scoring_settings(model.parameters, link_type=_link_type(records))
+        comparisons = _model_comparisons(settings)
+        with _session() as db_api:
+            linker = _linker(db_api, table, settings)
+            predictions = linker.inference.predict(
+                threshold_match_probability=threshold, warning_mode="never"
+            )
+            with _gc_paused():
+                rows = db_api.duckdb_con.execute(
+                    _select_sql(predictions.physical_name, comparisons)
+                ).fetchall()
+        values = _display_values(records, comparisons)
+        return _pairs(rows, comparisons, values, values, lower_first=True)
+
+    def score_candidates(
+        self,
+        spec: MatchSpec,
+        model: TrainedModel,
+        candidates: Sequence[EngineRecord],
+        *,
+        threshold: float,
+        top: int = 10,
+    ) -> list[ScoredPair]:
+        """The best ``top`` existing records for each candidate, at or above ``threshold``.
+
+        ``left`` is the candidate, ``right`` the existing record. A candidate whose id is
+        already in the existing set is not paired with itself. Reads the store only.
+        """
+        return self._store_for(spec, model).score(candidates, threshold=threshold, top=top)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class _RecordingDuckDBAPI(DuckDBAPI):
+    """DuckDBAPI that can note the SQL Splink runs, so that a call can be replayed."""
+
+    recording: list[str] | None = None
+
+    def _execute_sql_against_backend(self, final_sql: str) -> duckdb.DuckDBPyRelation:
+        if self.recording is not None:
+            self.recording.append(final_sql)
+        return super()._execute_sql_against_backend(final_sql)
+
+
+def _replayable(sql: str) -> bool:
+    head = sql.lstrip()[:12].upper()
+    return head.startswith(("CREATE TABLE", "DROP TABLE"))
+
+
+class MatchStore:
+    """The existing records of one spec and model, prepared in a private DuckDB.
+
+    Holds the prepared table and its term-frequency tables, so that scoring candidates is
+    one ``predict_between``. Splink builds that query anew on every call (about 50 ms of
+    SQL generation), so the store notes the statements of the first call for a threshold
+    and replays them on later calls: the candidates always sit in the same table and the
+    SQL is Splink's own, so the scores are identical. ``upsert`` and ``delete`` keep the
+    store in step with the hub; term frequencies are recomputed lazily before the next
+    score. One DuckDB connection: calls are serialised by a lock.
+    """
+
+    _TABLE = "aurum_existing"
+    _CANDIDATES = "aurum_candidates"
+    _MAX_COMPILED = 16  # thresholds whose statements are kept (search takes any threshold)
+
+    def __init__(
+        self, spec: MatchSpec, model: TrainedModel, records: Iterable[EngineRecord] = ()
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        settings = _scoring_settings(model.parameters, link_type="dedupe_only")
+        self._comparisons = _model_comparisons(settings)
+        self._tf_columns = sorted(
+            {
+                level["tf_adjustment_column"]
+                for comparison in settings["comparisons"]
+                for level in comparison["comparison_levels"]
+                if level.get("tf_adjustment_column")
+            }
+        )
+        self._lock = threading.Lock()
+        self._connection = duckdb.connect(":memory:")
+        self._db_api = _RecordingDuckDBAPI(self._connection)
+        self._values: dict[int, tuple[Any, ...]] = {}
+        self._compiled: dict[float, tuple[tuple[str, ...], str]] = {}
+        empty = prepare_table(spec, [], with_dataset=False)
+        self._connection.register("aurum_empty", empty)
+        self._connection.execute(f"create table {self._TABLE} as select * from aurum_empty")  # noqa: S608
+        self._connection.register(self._CANDIDATES, empty)
+        self._connection.unregister("aurum_empty")
+        self._existing = _register(self._db_api, self._TABLE, "existing")
+        self._candidates = _register(self._db_api, self._CANDIDATES, "candidates")
+        self._linker = Linker(self._existing, settings, log_level=None)
+        self._tf_stale = True
+        self._tf_tables: list[Any] | None = None
+        self.upsert(records)
+
+    def serves(self, spec: MatchSpec, model: TrainedModel) -> bool:
+        """Whether this store was built for this spec and model."""
+        return spec == self.spec and (
+            model is self.model or model.parameters == self.model.parameters
+        )
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._values
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def upsert(self, records: Iterable[EngineRecord]) -> int:
+        """Insert or replace records by id; returns how many. Safe to repeat."""
+        records = list(records)
+        if not records:
+            return 0
+        table = prepare_table(self.spec, records, with_dataset=False)
+        with self._lock:
+            self._connection.register("aurum_upsert", table)
+            try:
+                self._connection.execute(
+                    f"delete from {self._TABLE} where unique_id in "  # noqa: S608
+                    "(select unique_id from aurum_upsert)"
+                )
+                self._connection.execute(f"insert into {self._TABLE} select * from aurum_upsert")  # noqa: S608
+            finally:
+                self._connection.unregister("aurum_upsert")
+            self._values.update(_display_values(records, self._comparisons))
+            self._tf_stale = True
+        return len(records)
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Remove records by id; returns how many were there. Safe to repeat."""
+        with self._lock:
+            gone = [i for i in set(ids) if i in self._values]
+            if not gone:
+                return 0
+            self._connection.execute(
+                f"delete from {self._TABLE} where unique_id in (select unnest(?))",  # noqa: S608
+                [gone],
+            )
+            for i in gone:
+                del self._values[i]
+            self._tf_stale = True
+        return len(gone)
+
+    def _refresh_term_frequencies(self) -> None:
+        """Term frequencies of the stored records, computed by Splink the first time.
+
+        Later refreshes re-run Splink's own SQL into the same tables, so the statements
+        noted for replay (which name those tables) stay valid.
+        """
+        if not self._tf_stale:
+            return
+        if self._tf_tables is None:
+            self._tf_tables = [
+                self._linker.table_management.compute_tf_table(column)
+                for column in self._tf_columns
+            ]
+        else:
+            for tf_table in self._tf_tables:
+                self._connection.execute(
+                    f"create or replace table {tf_table.physical_name} as "
+                    f"{tf_table.sql_used_to_create}"
+                )
+        self._tf_stale = False
+
+    def _predict(self, threshold: float) -> str:
+        """Run predict_between (or its replay) into a table; returns the table's name."""
+        compiled = self._compiled.get(threshold)
+        if compiled is None and len(self._compiled) >= self._MAX_COMPILED:
+            self._compiled.pop(next(iter(self._compiled)))  # the oldest threshold
+        if compiled is not None:
+            statements, output = compiled
+            try:
+                for statement in statements:
+                    self._connection.execute(statement)
+                return output
+            except duckdb.Error:
+                # A table the statements name is gone: let Splink build the query again.
+                logger.warning("replaying predict_between failed; rebuilding it", exc_info=True)
+                del self._compiled[threshold]
+        self._db_api.recording = []
+        try:
+            predictions = self._linker.inference.predict_between(
+                self._existing,
+                self._candidates,
+                threshold_match_probability=threshold,
+                warning_mode="never",
+            )
+            statements = tuple(s for s in self._db_api.recording if _replayable(s))
+        finally:
+            self._db_api.recording = None
+        self._compiled[threshold] = (statements, predictions.physical_name)
+        return predictions.physical_name
+
+    def score(
+        self, candidates: Sequence[EngineRecord], *, threshold: float, top: int = 10
+    ) -> list[ScoredPair]:
+        """Score candidates against the stored records (see score_candidates)."""
+        candidates = list(candidates)
+        if not candidates or not self._values:
+            return []
+        table = prepare_table(self.spec, candidates, with_dataset=False)
+        with self._lock:
+            self._refresh_term_frequencies()
+            self._connection.register(self._CANDIDATES, table)
+            output = self._predict(threshold)
+            try:
+                rows = self._connection.execute(
+                    _select_sql(
+                        output,
+                        self._comparisons,
+                        extra_where="unique_id_l <> unique_id_r",
+                        top=top,
+                    )
+                ).fetchall()
+            finally:
+                self._connection.execute(f"drop table if exists {output}")
+            candidate_values = _display_values(candidates, self._comparisons)
+            return _pairs(rows, self._comparisons, self._values, candidate_values, swap=True)
