@@ -301,7 +301,7 @@ def organisation_base_name(name: str) -> str:
 # --------------------------------------------------------------------------- dates
 
 _DATE_EXAMPLE = "1984-07-21"
-_EARLIEST_BIRTH = date(1900, 1, 1)
+_EARLIEST_BIRTH = date(1000, 1, 1)
 
 
 @lru_cache(maxsize=_BIG)
@@ -345,17 +345,21 @@ def normalise_date(value: Any, context: RecordContext | None = None) -> str:
 
 
 def normalise_date_of_birth(value: Any, context: RecordContext | None = None) -> str:
-    """A date of birth: a date between 1900-01-01 and today."""
+    """A date of birth: a real date, not in the future, and from year 1000 on.
+
+    Only impossible values are refused here (a rejected record goes to quarantine as a
+    whole).  An improbable one for a living customer, such as 1850, is a data-quality
+    finding for a steward, not a reason to refuse the record.
+    """
     born = _to_date(value)
     if born > date.today():
         raise NormalisationError(
-            f"date of birth {born.isoformat()} is in the future; expected a date between "
-            f"1900-01-01 and today"
+            f"date of birth {born.isoformat()} is in the future; expected a past date"
         )
     if born < _EARLIEST_BIRTH:
         raise NormalisationError(
-            f"date of birth {born.isoformat()} is before 1900; expected a date between "
-            f"1900-01-01 and today"
+            f"date of birth {born.isoformat()} is before the year 1000; expected a real "
+            "date of birth (is the year mistyped?)"
         )
     return born.isoformat()
 
