@@ -351,9 +351,33 @@ def _spec_attributes(spec: MatchSpec) -> dict[str, str]:
             raise ValueError(f"the match spec compares {comparison.attribute!r} twice")
         kinds[comparison.attribute] = comparison.kind
     for rule in (*spec.blocking, *spec.training, *spec.deterministic):
-        for attribute in rule:
-            kinds.setdefault(attribute, "exact")
+        for key in rule:
+            kinds.setdefault(key.partition(":")[0], "exact")
     return kinds
+
+
+# Blocking keys "attribute:transform" (see mdm/domains/match_spec.py), on prepared columns.
+_KEY_TRANSFORMS = {
+    "year": 'substr("{column}", 1, 4)',
+    "initial": 'substr("{column}", 1, 1)',
+    "prefix3": 'substr("{column}", 1, 3)',
+}
+
+
+def _block_key(key: str) -> str:
+    attribute, _, transform = key.partition(":")
+    if not transform:
+        return attribute
+    if transform not in _KEY_TRANSFORMS:
+        raise ValueError(
+            f"unknown blocking key transform {transform!r} in {key!r}; "
+            f"expected one of {', '.join(_KEY_TRANSFORMS)}"
+        )
+    return _KEY_TRANSFORMS[transform].format(column=attribute)
+
+
+def _block_on(rule: Sequence[str]) -> Any:
+    return block_on(*(_block_key(key) for key in rule))
 
 
 def _has_datasets(records: Sequence[EngineRecord]) -> bool:
@@ -564,7 +588,7 @@ def settings_for(
             for comparison in chosen
         ],
         "blocking_rules_to_generate_predictions": [
-            block_on(*rule).create_blocking_rule_dict("duckdb") for rule in spec.blocking
+            _block_on(rule).create_blocking_rule_dict("duckdb") for rule in spec.blocking
         ],
         "retain_matching_columns": True,
         "retain_intermediate_calculation_columns": True,
@@ -630,7 +654,7 @@ def _estimate_prior(linker: Linker, spec: MatchSpec, filled: set[str], warnings:
         return
     try:
         linker.training.estimate_probability_two_random_records_match(
-            [block_on(*rule) for rule in rules], recall=spec.deterministic_recall
+            [_block_on(rule) for rule in rules], recall=spec.deterministic_recall
         )
     except ValueError as exc:
         warnings.append(f"prior not estimated ({exc}); Splink's default ({default:g}) kept")
@@ -665,7 +689,7 @@ def _estimate_m(
     before = deepcopy(linker._settings_obj)
     try:
         linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on(*rule),
+            _block_on(rule),
             estimate_without_term_frequencies=True,
             max_pairs=EM_MAX_PAIRS,
         )

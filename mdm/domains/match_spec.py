@@ -34,8 +34,10 @@ class ComparisonSpec:
 class MatchSpec:
     """A domain's match model, declared in its module.
 
-    ``blocking`` lists rules for candidate pairs: each rule is the attributes that must be
-    equal (after the engine's own preparation, e.g. lower-cased, compact).  ``training``
+    ``blocking`` lists rules for candidate pairs: each rule is the keys that must be
+    equal (after the engine's own preparation, e.g. lower-cased, compact).  A key is an
+    attribute, or ``attribute:transform`` with transform ``year`` (first four characters,
+    the year of an ISO date), ``initial`` (first character) or ``prefix3``.  ``training``
     lists the blocking rules used for expectation maximisation (each must leave out the
     attributes it blocks on); ``deterministic`` the rules used to estimate the prior.
     """
