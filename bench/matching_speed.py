@@ -44,6 +44,7 @@ import argparse
 import contextlib
 import csv
 import gc
+import hashlib
 import logging
 import os
 import random
@@ -1017,6 +1018,28 @@ def breakdown_of_search(report: Report, candidates: Sequence[tuple[int, dict[str
     )
 
 
+def code_fingerprint() -> str:
+    """A short hash of the code this benchmark measures (the figures change with it)."""
+    paths = sorted(
+        [
+            *(ROOT / "matching").rglob("*.py"),
+            ROOT / "mdm" / "services" / "golden.py",
+            ROOT / "mdm" / "survivorship.py",
+            ROOT / "mdm" / "domains" / "customer.py",
+        ]
+    )
+    digest = hashlib.sha256()
+    for path in paths:
+        if path.is_file() and "migrations" not in path.parts:
+            digest.update(path.read_bytes())
+    newest = max(path.stat().st_mtime for path in paths if path.is_file())
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(newest))
+    return (
+        f"sha256 {digest.hexdigest()[:12]} of matching/ and mdm's golden, survivorship and "
+        f"customer modules (newest change {stamp} UTC)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -1045,6 +1068,7 @@ def main() -> None:
     report = Report()
     db = f"{connection.vendor} {connection.settings_dict.get('NAME')}"
     jit = "server default" if args.server_jit else "off for this session"
+    print(f"code measured: {code_fingerprint()}")
     print(
         f"matching speed benchmark: {n:,} customer records, database {db}, "
         f"{os.cpu_count()} CPUs, DEBUG {settings.DEBUG}, PostgreSQL JIT {jit}"
