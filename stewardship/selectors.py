@@ -1,0 +1,265 @@
+"""Reads of the stewardship app, already narrowed to what the caller may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from mdm.models import CrossReference, GoldenRecord, QuarantinedPayload, SourceRecord
+from mdm.roles import Role, user_has_role
+from stewardship.models import ReviewTask, TaskEvent
+
+SORTS: dict[str, list[str]] = {
+    "priority": ["-priority", "due_at", "id"],
+    "due": ["due_at", "id"],
+    "probability": ["-match_probability", "id"],
+    "-probability": ["match_probability", "id"],
+    "oldest": ["created_at", "id"],
+    "newest": ["-created_at", "-id"],
+}
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    kind: str = ReviewTask.Kind.POTENTIAL_MATCH
+    domain: str = ""
+    source: str = ""
+    min_probability: float | None = None
+    max_probability: float | None = None
+    min_age_days: int | None = None
+    assignee: str = ""  # "", "me", "none" or a user id
+    overdue: bool = False
+    sort: str = "priority"
+
+    @classmethod
+    def from_query(cls, query: Any, kind: str) -> QueueFilters:
+        def number(name: str, cast: Any) -> Any:
+            try:
+                return cast(query.get(name)) if query.get(name) not in (None, "") else None
+            except (TypeError, ValueError):
+                return None
+
+        sort = query.get("sort", "priority")
+        return cls(
+            kind=kind,
+            domain=query.get("domain", "").strip(),
+            source=query.get("source", "").strip(),
+            min_probability=number("min_p", float),
+            max_probability=number("max_p", float),
+            min_age_days=number("age", int),
+            assignee=query.get("assignee", "").strip(),
+            overdue=query.get("overdue") in ("1", "on", "true"),
+            sort=sort if sort in SORTS else "priority",
+        )
+
+
+def review_tasks_visible(*, user: Any) -> QuerySet[ReviewTask]:
+    """Tasks a hub user may see: every role (viewer and up) reads every queue."""
+    if not user_has_role(user, Role.VIEWER):
+        return ReviewTask.objects.none()
+    return ReviewTask.objects.all()
+
+
+def review_tasks_queue(*, user: Any, filters: QueueFilters) -> QuerySet[ReviewTask]:
+    """The open tasks of one queue, filtered and sorted (indexed for 50k+ open tasks)."""
+    qs = review_tasks_visible(user=user).filter(status=ReviewTask.Status.OPEN, kind=filters.kind)
+    if filters.domain:
+        qs = qs.filter(domain=filters.domain)
+    if filters.source:
+        records = SourceRecord.objects.filter(source_system__code=filters.source).values("id")
+        qs = qs.filter(Q(left_record_id__in=records) | Q(right_record_id__in=records))
+    if filters.min_probability is not None:
+        qs = qs.filter(match_probability__gte=filters.min_probability)
+    if filters.max_probability is not None:
+        qs = qs.filter(match_probability__lte=filters.max_probability)
+    if filters.min_age_days is not None:
+        qs = qs.filter(created_at__lte=timezone.now() - timedelta(days=filters.min_age_days))
+    if filters.assignee == "me":
+        qs = qs.filter(assignee_id=getattr(user, "pk", None))
+    elif filters.assignee == "none":
+        qs = qs.filter(assignee__isnull=True)
+    elif filters.assignee.isdigit():
+        qs = qs.filter(assignee_id=int(filters.assignee))
+    if filters.overdue:
+        qs = qs.filter(due_at__lt=timezone.now())
+    return qs.select_related("assignee").order_by(*SORTS[filters.sort])
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    id: int
+    source: str
+    source_key: str
+    label: str
+    golden_id: int | None
+
+
+def _label(attributes: dict[str, Any]) -> str:
+    for key in ("full_name", "name", "legal_name", "company_name", "title", "email"):
+        value = attributes.get(key)
+        if value:
+            return str(value)
+    return ", ".join(str(v) for v in list(attributes.values())[:2])
+
+
+def record_summaries(*, record_ids: set[int]) -> dict[int, RecordSummary]:
+    """Source, key, a display label and the golden id of each record: two queries."""
+    ids = [i for i in record_ids if i is not None]
+    golden = dict(
+        CrossReference.objects.filter(record_id__in=ids).values_list("record_id", "golden_id")
+    )
+    return {
+        pk: RecordSummary(pk, code, key, _label(attrs or {}), golden.get(pk))
+        for pk, code, key, attrs in SourceRecord.objects.filter(id__in=ids).values_list(
+            "id", "source_system__code", "source_key", "attributes"
+        )
+    }
+
+
+def queue_page(*, queryset: QuerySet[Any], number: Any) -> Page:
+    return Paginator(queryset, PAGE_SIZE).get_page(number)
+
+
+def review_task_next(*, user: Any, after: ReviewTask, filters: QueueFilters) -> ReviewTask | None:
+    """The next task for ``user`` in the queue order after ``after``: open, and unassigned or
+    theirs.  Skips past ``after`` itself."""
+    qs = review_tasks_queue(user=user, filters=filters).exclude(pk=after.pk)
+    qs = qs.filter(Q(assignee__isnull=True) | Q(assignee_id=getattr(user, "pk", None)))
+    return qs.first()
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    per_queue: list[dict[str, Any]]
+    quarantine: list[dict[str, Any]]
+    overdue: int
+    mine: int
+    decided_today: int
+    backlog: list[tuple[datetime, int]]
+
+
+def dashboard(*, user: Any, days: int = 14) -> Dashboard:
+    """The home page figures, in a handful of aggregate queries."""
+    tasks = review_tasks_visible(user=user)
+    open_tasks = tasks.filter(status=ReviewTask.Status.OPEN)
+    now = timezone.now()
+    per_queue = [
+        dict(row)
+        for row in open_tasks.values("kind", "domain")
+        .annotate(n=Count("id"))
+        .order_by("kind", "domain")
+    ]
+    quarantine = [
+        dict(row)
+        for row in QuarantinedPayload.objects.filter(status=QuarantinedPayload.Status.OPEN)
+        .values("domain")
+        .annotate(n=Count("id"))
+        .order_by("domain")
+    ]
+    start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    ends = [start - timedelta(days=d) + timedelta(days=1) for d in range(days - 1, -1, -1)]
+    # Open at the end of a day: opened by then and not decided by then (obsolete ones have no
+    # closing time and are left out).
+    counts = tasks.exclude(status=ReviewTask.Status.OBSOLETE).aggregate(
+        **{
+            f"d{i}": Count(
+                "id",
+                filter=Q(created_at__lt=end)
+                & (Q(decided_at__isnull=True) | Q(decided_at__gte=end)),
+            )
+            for i, end in enumerate(ends)
+        }
+    )
+    return Dashboard(
+        per_queue=per_queue,
+        quarantine=quarantine,
+        overdue=open_tasks.filter(due_at__lt=now).count(),
+        mine=open_tasks.filter(assignee_id=getattr(user, "pk", None)).count(),
+        decided_today=tasks.filter(decided_at__gte=start).count(),
+        backlog=[(end - timedelta(days=1), counts[f"d{i}"]) for i, end in enumerate(ends)],
+    )
+
+
+def review_task_events(*, task: ReviewTask) -> QuerySet[TaskEvent]:
+    return task.events.select_related("actor").order_by("-at", "-id")
+
+
+def record_history(*, record_id: int, limit: int = 10) -> list[Any]:
+    """The latest versions of a source record (django-simple-history rows)."""
+    return list(
+        SourceRecord.history.filter(id=record_id)
+        .select_related("history_user")
+        .order_by("-history_date")[:limit]
+    )
+
+
+def golden_record_detail(*, golden_id: int) -> tuple[GoldenRecord, list[SourceRecord]]:
+    golden = GoldenRecord.objects.get(pk=golden_id)
+    members = list(
+        SourceRecord.objects.filter(xref__golden=golden)
+        .select_related("source_system", "xref")
+        .order_by("source_system__code", "source_key")
+    )
+    return golden, members
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    what: str
+    who: str
+    reason: str
+
+
+def golden_timeline(*, golden_id: int, limit: int = 50) -> list[TimelineEntry]:
+    """What happened to a golden record, newest first: its versions and member changes."""
+    entries: list[TimelineEntry] = []
+    kinds = {"+": "created", "~": "changed", "-": "deleted"}
+    for row in (
+        GoldenRecord.history.filter(id=golden_id)
+        .select_related("history_user")
+        .order_by("-history_date")[:limit]
+    ):
+        what = f"version {row.version} {kinds.get(row.history_type, row.history_type)}"
+        if row.status == GoldenRecord.Status.RETIRED:
+            what += f" (retired into {row.survivor_id})"
+        entries.append(
+            TimelineEntry(
+                row.history_date,
+                what,
+                str(row.history_user or "system"),
+                row.history_change_reason or "",
+            )
+        )
+    for row in (
+        CrossReference.history.filter(golden_id=golden_id)
+        .select_related("history_user")
+        .order_by("-history_date")[:limit]
+    ):
+        entries.append(
+            TimelineEntry(
+                row.history_date,
+                f"record {row.record_id} linked ({row.linked_by})",
+                str(row.history_user or "system"),
+                row.history_change_reason or "",
+            )
+        )
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:limit]
+
+
+def golden_operations(*, golden_id: int, limit: int = 50) -> list[Any]:
+    """Steward operations (merge, split, undo, correct) that touched a golden record."""
+    from django.apps import apps
+
+    try:
+        model: Any = apps.get_model("mdm", "Golden" + "Operation")
+    except LookupError:  # the lifecycle work is not installed yet
+        return []
+    return list(model.objects.filter(golden_ids__contains=[golden_id])[:limit])
