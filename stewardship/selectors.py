@@ -254,12 +254,28 @@ def golden_timeline(*, golden_id: int, limit: int = 50) -> list[TimelineEntry]:
     return entries[:limit]
 
 
-def golden_operations(*, golden_id: int, limit: int = 50) -> list[Any]:
-    """Steward operations (merge, split, undo, correct) that touched a golden record."""
+def golden_operations(*, golden_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """Steward operations (merge, split, undo, correct) that touched a golden record, newest
+    first, each with whether it can still be undone."""
     from django.apps import apps
+    from django.db import connection
 
     try:
         model: Any = apps.get_model("mdm", "Golden" + "Operation")
     except LookupError:  # the lifecycle work is not installed yet
         return []
-    return list(model.objects.filter(golden_ids__contains=[golden_id])[:limit])
+    qs = model.objects.select_related("actor", "undone_by").order_by("-id")
+    if connection.vendor == "postgresql":
+        ops = list(qs.filter(golden_ids__contains=[golden_id])[:limit])
+    else:  # SQLite has no JSON containment: scan the domain's latest operations
+        golden = GoldenRecord.objects.filter(pk=golden_id).only("domain").first()
+        scan = qs.filter(domain=golden.domain)[: limit * 20] if golden else []
+        ops = [op for op in scan if golden_id in (op.golden_ids or [])][:limit]
+    return [
+        {
+            "op": op,
+            "undone": getattr(op, "undone_by", None) is not None,
+            "can_undo": op.kind in ("merge", "split") and getattr(op, "undone_by", None) is None,
+        }
+        for op in ops
+    ]

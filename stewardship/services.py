@@ -200,7 +200,12 @@ def _golden_of(record_ids: Iterable[int]) -> dict[int, int]:
 def _apply_match_decision(
     task: ReviewTask, decision: str, actor: Any, reason: str
 ) -> dict[str, Any]:
-    """Make a potential-match decision take effect on the golden records at once."""
+    """Make a potential-match decision take effect on the golden records at once.
+
+    The lifecycle services write the constraints of the golden records they merge or split
+    (and their undo removes them again); a constraint is written here only where no golden
+    record changes (the two already together for a merge, already apart for not-a-match).
+    """
     from mdm.services import lifecycle  # the golden record lifecycle services
 
     left, right = task.left_record_id, task.right_record_id
@@ -208,31 +213,30 @@ def _apply_match_decision(
     golden = _golden_of([left, right])
     gl, gr = golden.get(left), golden.get(right)
     effect: dict[str, Any] = {"left_golden": gl, "right_golden": gr}
-    if decision == "merge":
-        if gl is not None and gr is not None and gl != gr:
-            operation = lifecycle.golden_record_merge(
-                domain=task.domain, golden_ids=[gl, gr], actor=actor, reason=reason
-            )
-            effect["operation"] = operation.pk
-        _pair_constraint_upsert(
-            domain=task.domain,
-            left_id=left,
-            right_id=right,
-            kind=PairConstraint.Kind.MUST_LINK,
-            actor=actor,
-            reason=reason,
+    together = gl is not None and gl == gr
+    apart = gl is not None and gr is not None and gl != gr
+    if decision == "merge" and apart:
+        assert gl is not None and gr is not None
+        operation = lifecycle.golden_record_merge(
+            domain=task.domain, golden_ids=[gl, gr], actor=actor, reason=reason
         )
-    elif decision == "not_a_match":
-        if gl is not None and gl == gr:
-            operation = lifecycle.golden_record_split(
-                domain=task.domain, golden_id=gl, record_ids=[right], actor=actor, reason=reason
-            )
-            effect["operation"] = operation.pk
+        effect["operation"] = operation.pk
+    elif decision == "not_a_match" and together:
+        assert gl is not None
+        operation = lifecycle.golden_record_split(
+            domain=task.domain, golden_id=gl, record_ids=[right], actor=actor, reason=reason
+        )
+        effect["operation"] = operation.pk
+    else:
         _pair_constraint_upsert(
             domain=task.domain,
             left_id=left,
             right_id=right,
-            kind=PairConstraint.Kind.CANNOT_LINK,
+            kind=(
+                PairConstraint.Kind.MUST_LINK
+                if decision == "merge"
+                else PairConstraint.Kind.CANNOT_LINK
+            ),
             actor=actor,
             reason=reason,
         )
