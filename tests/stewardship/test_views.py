@@ -86,8 +86,8 @@ def test_pair_page_highlights_differences_and_draws_contributions(task):
     page = login("steward").get(f"/steward/tasks/{task.pk}/").content.decode()
 
     assert (
-        '<tr class="differs" data-attribute="given_name"><th>given_name</th><td>Ann</td><td>Anne</td>'
-        in page
+        '<tr class="differs" data-attribute="given_name"><th>given_name</th>'
+        "<td>Ann</td><td>Anne</td>" in page
     )
     assert '<tr class="same" data-attribute="family_name">' in page
     # The largest weight is a full half bar; a negative weight is drawn on the left.
