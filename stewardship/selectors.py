@@ -7,21 +7,47 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.expressions import OrderBy
 from django.utils import timezone
 
 from mdm.models import CrossReference, GoldenRecord, QuarantinedPayload, SourceRecord
 from mdm.roles import Role, user_has_role
 from stewardship.models import ReviewTask, TaskEvent
 
-SORTS: dict[str, list[str]] = {
-    "priority": ["-priority", "due_at", "id"],
-    "due": ["due_at", "id"],
-    "probability": ["-match_probability", "id"],
-    "-probability": ["match_probability", "id"],
-    "oldest": ["created_at", "id"],
-    "newest": ["-created_at", "-id"],
+# Sort keys: (field, descending).  Nulls (a due time not stamped yet) always sort last.
+SORTS: dict[str, list[tuple[str, bool]]] = {
+    "priority": [("priority", True), ("due_at", False), ("id", False)],
+    "due": [("due_at", False), ("id", False)],
+    "probability": [("match_probability", True), ("id", False)],
+    "-probability": [("match_probability", False), ("id", False)],
+    "oldest": [("created_at", False), ("id", False)],
+    "newest": [("created_at", True), ("id", True)],
 }
+
+
+def _ordering(sort: str) -> list[OrderBy]:
+    return [
+        F(name).desc(nulls_last=True) if desc else F(name).asc(nulls_last=True)
+        for name, desc in SORTS[sort]
+    ]
+
+
+def _after(task: ReviewTask, sort: str) -> Q:
+    """Keyset condition: tasks that come after ``task`` in the ``sort`` order."""
+    condition = Q(pk__in=[])
+    equal = Q()
+    for name, desc in SORTS[sort]:
+        value = getattr(task, name)
+        if value is not None:
+            beyond = Q(**{f"{name}__{'lt' if desc else 'gt'}": value}) | Q(
+                **{f"{name}__isnull": True}
+            )
+            condition |= equal & beyond
+            equal &= Q(**{name: value})
+        else:
+            equal &= Q(**{f"{name}__isnull": True})
+    return condition
 PAGE_SIZE = 50
 
 
@@ -88,7 +114,7 @@ def review_tasks_queue(*, user: Any, filters: QueueFilters) -> QuerySet[ReviewTa
         qs = qs.filter(assignee_id=int(filters.assignee))
     if filters.overdue:
         qs = qs.filter(due_at__lt=timezone.now())
-    return qs.select_related("assignee").order_by(*SORTS[filters.sort])
+    return qs.select_related("assignee").order_by(*_ordering(filters.sort))
 
 
 @dataclass(frozen=True)
@@ -127,11 +153,11 @@ def queue_page(*, queryset: QuerySet[Any], number: Any) -> Page:
 
 
 def review_task_next(*, user: Any, after: ReviewTask, filters: QueueFilters) -> ReviewTask | None:
-    """The next task for ``user`` in the queue order after ``after``: open, and unassigned or
-    theirs.  Skips past ``after`` itself."""
+    """The next task for ``user`` after ``after`` in the queue order (wrapping round to the
+    top): open, and unassigned or theirs."""
     qs = review_tasks_queue(user=user, filters=filters).exclude(pk=after.pk)
     qs = qs.filter(Q(assignee__isnull=True) | Q(assignee_id=getattr(user, "pk", None)))
-    return qs.first()
+    return qs.filter(_after(after, filters.sort)).first() or qs.first()
 
 
 @dataclass(frozen=True)

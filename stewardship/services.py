@@ -206,8 +206,6 @@ def _apply_match_decision(
     (and their undo removes them again); a constraint is written here only where no golden
     record changes (the two already together for a merge, already apart for not-a-match).
     """
-    from mdm.services import lifecycle  # the golden record lifecycle services
-
     left, right = task.left_record_id, task.right_record_id
     assert right is not None
     golden = _golden_of([left, right])
@@ -216,12 +214,16 @@ def _apply_match_decision(
     together = gl is not None and gl == gr
     apart = gl is not None and gr is not None and gl != gr
     if decision == "merge" and apart:
+        from mdm.services import lifecycle  # the golden record lifecycle services
+
         assert gl is not None and gr is not None
         operation = lifecycle.golden_record_merge(
             domain=task.domain, golden_ids=[gl, gr], actor=actor, reason=reason
         )
         effect["operation"] = operation.pk
     elif decision == "not_a_match" and together:
+        from mdm.services import lifecycle
+
         assert gl is not None
         operation = lifecycle.golden_record_split(
             domain=task.domain, golden_id=gl, record_ids=[right], actor=actor, reason=reason
