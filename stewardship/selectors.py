@@ -26,9 +26,14 @@ SORTS: dict[str, list[tuple[str, bool]]] = {
 }
 
 
+NULLABLE = {"due_at"}
+
+
 def _ordering(sort: str) -> list[OrderBy]:
+    # Only the nullable field says NULLS LAST: on the others it would stop PostgreSQL from
+    # reading the order off the index (whose DESC columns sort nulls first).
     return [
-        F(name).desc(nulls_last=True) if desc else F(name).asc(nulls_last=True)
+        (F(name).desc if desc else F(name).asc)(nulls_last=True if name in NULLABLE else None)
         for name, desc in SORTS[sort]
     ]
 
@@ -48,6 +53,8 @@ def _after(task: ReviewTask, sort: str) -> Q:
         else:
             equal &= Q(**{f"{name}__isnull": True})
     return condition
+
+
 PAGE_SIZE = 50
 
 

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from mdm.domains import UnknownDomainError, all_domains, get_domain
@@ -108,11 +109,13 @@ def _queue_context(request: HttpRequest, kind: str) -> dict[str, Any]:
         t.right_record_id for t in tasks if t.right_record_id
     }
     records = sel.record_summaries(record_ids=ids)
+    now = timezone.now()
     rows = [
         {
             "task": t,
             "left": records.get(t.left_record_id),
             "right": records.get(t.right_record_id or 0),
+            "overdue": t.due_at is not None and t.due_at < now,
         }
         for t in tasks
     ]
@@ -295,6 +298,7 @@ def _task_command(
                     "task": task,
                     "left": summaries.get(task.left_record_id),
                     "right": summaries.get(task.right_record_id or 0),
+                    "overdue": task.is_overdue,
                 },
                 kind=task.kind,
             ),
