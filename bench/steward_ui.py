@@ -49,7 +49,7 @@ from django.utils import timezone  # noqa: E402
 
 from mdm.models import CrossReference, GoldenRecord, SourceRecord  # noqa: E402
 from mdm.services.sources import source_system_upsert  # noqa: E402
-from stewardship.models import ReviewTask  # noqa: E402
+from stewardship.models import ReviewTask, TaskEvent  # noqa: E402
 from stewardship.services import review_tasks_escalate  # noqa: E402
 
 GIVEN = ["Ann", "Anne", "Bob", "Robert", "Cy", "Dora", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jo"]
@@ -62,16 +62,18 @@ def load(tasks: int, seed: int) -> None:
     system, _ = source_system_upsert(code="uibench", name="UI bench source")
     started = time.perf_counter()
     with transaction.atomic():
-        ReviewTask.objects.filter(domain="customer").delete()
+        # Raw deletes: a bench database needs no history rows of its own clean-up.
+        TaskEvent.objects.all()._raw_delete(connection.alias)
+        ReviewTask.objects.filter(domain="customer")._raw_delete(connection.alias)
         bench_records = SourceRecord.objects.filter(source_system=system)
         golden_ids = list(
             CrossReference.objects.filter(record__in=bench_records).values_list(
                 "golden_id", flat=True
             )
         )
-        CrossReference.objects.filter(record__in=bench_records).delete()
-        GoldenRecord.objects.filter(pk__in=golden_ids).delete()
-        bench_records.delete()
+        CrossReference.objects.filter(record__in=bench_records)._raw_delete(connection.alias)
+        GoldenRecord.objects.filter(pk__in=golden_ids)._raw_delete(connection.alias)
+        bench_records._raw_delete(connection.alias)
         now = timezone.now()
         records = SourceRecord.objects.bulk_create(
             [
