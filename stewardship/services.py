@@ -245,6 +245,21 @@ def _apply_match_decision(
     after = _golden_of([left, right])
     effect["left_golden_after"] = after.get(left)
     effect["right_golden_after"] = after.get(right)
+    if decision == "merge" and after.get(left) is not None:
+        # Other open pairs now inside the one golden record have nothing left to decide.
+        members = list(
+            CrossReference.objects.filter(golden_id=after[left]).values_list("record_id", flat=True)
+        )
+        effect["obsolete_tasks"] = (
+            ReviewTask.objects.filter(
+                status=ReviewTask.Status.OPEN,
+                kind=ReviewTask.Kind.POTENTIAL_MATCH,
+                left_record_id__in=members,
+                right_record_id__in=members,
+            )
+            .exclude(pk=task.pk)
+            .update(status=ReviewTask.Status.OBSOLETE)
+        )
     return effect
 
 

@@ -149,3 +149,19 @@ def test_golden_page_split_and_undo_a_merge(steward):
         viewer.post(f"/steward/golden/{golden_of(left)}/split", {"record": [left.pk]}).status_code
         == 403
     )
+
+
+def test_a_merge_closes_the_other_open_pairs_it_settles(steward):
+    crm = source("crm")
+    a, b, c = (record(crm, f"K-{i}", given_name="Al") for i in range(3))
+    from mdm.services.golden import golden_records_apply_clusters
+
+    golden_records_apply_clusters(domain="customer", clusters={a.pk: 1, b.pk: 1, c.pk: 2})
+    first, second = pair_task(a, c), pair_task(b, c)
+
+    services.review_task_decide(task_id=first.pk, decision="merge", actor=steward)
+
+    second.refresh_from_db()
+    assert second.status == "obsolete"
+    event = TaskEvent.objects.get(task=first, action="decide")
+    assert event.detail["obsolete_tasks"] == 1
