@@ -346,6 +346,7 @@ def review_tasks_schedule(*, now: datetime | None = None) -> int:
     stamped = 0
     domains = (
         ReviewTask.objects.filter(status=ReviewTask.Status.OPEN, due_at__isnull=True)
+        .order_by()  # the default ordering would make DISTINCT one row per task
         .values_list("domain", flat=True)
         .distinct()
     )

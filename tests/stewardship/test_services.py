@@ -188,3 +188,15 @@ def test_data_quality_task_is_opened_once_and_resolved(steward):
     assert (done.status, done.decision, done.decided_by_id) == ("decided", "resolved", steward.pk)
     with pytest.raises(services.TaskStateError, match="already decided"):
         services.review_task_decide(task_id=first.pk, decision="resolved", actor=steward)
+
+
+def test_schedule_is_one_update_per_domain(django_assert_num_queries):
+    left, right = two_people()
+    crm = source("crm")
+    for i in range(3):
+        pair_task(left, record(crm, f"S-{i}", given_name="Sy"))
+    pair_task(left, right)
+
+    # The distinct domains, the domain's service level, one UPDATE.
+    with django_assert_num_queries(3):
+        assert services.review_tasks_schedule() == 4
