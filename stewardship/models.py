@@ -77,9 +77,11 @@ class ReviewTask(models.Model):
         ]
         indexes = [
             models.Index(fields=["domain", "status", "-match_probability"]),
+            # One per queue sort, ending in id: a page is read off the index alone.
             models.Index(fields=["status", "kind", "-priority", "due_at", "id"]),
-            models.Index(fields=["status", "kind", "created_at"]),
-            models.Index(fields=["status", "due_at"]),
+            models.Index(fields=["status", "kind", "due_at", "id"]),
+            models.Index(fields=["status", "kind", "-match_probability", "id"]),
+            models.Index(fields=["status", "kind", "created_at", "id"]),
             models.Index(fields=["assignee", "status"]),
             models.Index(fields=["decided_at"]),
         ]
