@@ -196,7 +196,8 @@ def test_quarantine_form_shows_errors_beside_fields_and_replays(bad_payload):
     fields = re.findall(
         r'<div class="field( has-error)?">.*?name="field:(\w+)".*?</div>', page, re.S
     )
-    assert fields == [("", "source_key"), ("", "given_name"), (" has-error", "email")]
+    # PostgreSQL's jsonb keeps its own key order.
+    assert sorted(fields) == [("", "given_name"), ("", "source_key"), (" has-error", "email")]
     email_field = page[page.index('name="field:email"') :]
     assert email_field.index(
         "zoe@@example&#x27; is not a valid e-mail address"
