@@ -94,7 +94,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "stewardship/dashboard.html",
-        _context(request, board=board, bars=bars, chart_width=len(bars) * 22),
+        _context(
+            request,
+            board=board,
+            bars=bars,
+            chart_width=len(bars) * 22,
+            backlog_today=board.backlog[-1][1] if board.backlog else 0,
+        ),
     )
 
 

@@ -157,6 +157,7 @@ def test_dashboard_counts(task):
 
     assert '<strong id="overdue">1</strong>' in page
     assert '<strong id="decided-today">0</strong>' in page
+    assert '<span id="backlog-today">1</span>' in page
     assert 'Potential match</a></td><td>customer</td><td class="num">1</td>' in page
 
 
