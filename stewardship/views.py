@@ -61,6 +61,18 @@ def role_required(
     return decorate
 
 
+def _stewards() -> Any:
+    """Users a task can be assigned to (for the assignee filter and the assign form)."""
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(is_superuser=True) | Q(groups__name__in=["steward", "admin"]), is_active=True
+        )
+        .distinct()
+        .order_by("username")
+    )
+
+
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     role = user_role(request.user)
     return {
@@ -127,14 +139,7 @@ def _queue_context(request: HttpRequest, kind: str) -> dict[str, Any]:
     ]
     query = request.GET.copy()
     query.pop("page", None)
-    stewards = (
-        get_user_model()
-        .objects.filter(
-            Q(is_superuser=True) | Q(groups__name__in=["steward", "admin"]), is_active=True
-        )
-        .distinct()
-        .order_by("username")
-    )
+    stewards = _stewards()
     return _context(
         request,
         kind=kind,
@@ -247,6 +252,7 @@ def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
         if task.kind == ReviewTask.Kind.POTENTIAL_MATCH
         else services.DQ_DECISIONS,
         labels=DECISION_LABELS,
+        stewards=_stewards() if user_has_role(request.user, Role.STEWARD) else [],
     )
     return render(request, "stewardship/task.html", context)
 

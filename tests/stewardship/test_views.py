@@ -292,3 +292,17 @@ def test_api_conflict_when_another_steward_holds_the_task(task):
 
     assert response.status_code == 409 and response.json()["error"] == "conflict"
     assert other.get(f"/api/v1/steward/tasks/{task.pk}").json()["assignee"] == "api-steward"
+
+
+def test_assign_from_the_pair_page(task):
+    client = login("steward")
+    kim = user_with_role("kim", "steward")
+
+    page = client.get(f"/steward/tasks/{task.pk}/").content.decode()
+    response = client.post(f"/steward/tasks/{task.pk}/assign", {"assignee": kim.pk})
+
+    assert f'<option value="{kim.pk}">kim</option>' in page
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.assignee_id == kim.pk
+    assert TaskEvent.objects.get(task=task).action == "assign"
