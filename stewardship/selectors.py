@@ -11,6 +11,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.utils import timezone
 
+from mdm.domains import UnknownDomainError, get_domain
 from mdm.models import CrossReference, GoldenRecord, QuarantinedPayload, SourceRecord
 from mdm.roles import Role, user_has_role
 from stewardship.models import ReviewTask, TaskEvent
@@ -133,12 +134,12 @@ class RecordSummary:
     golden_id: int | None
 
 
-def _label(attributes: dict[str, Any]) -> str:
-    for key in ("full_name", "name", "legal_name", "company_name", "title", "email"):
-        value = attributes.get(key)
-        if value:
-            return str(value)
-    return ", ".join(str(v) for v in list(attributes.values())[:2])
+def _label(domain: str, attributes: dict[str, Any]) -> str:
+    try:
+        name = get_domain(domain).display_name(attributes)
+    except UnknownDomainError:
+        name = ""
+    return name or ", ".join(str(v) for v in list(attributes.values())[:2])
 
 
 def record_summaries(*, record_ids: set[int]) -> dict[int, RecordSummary]:
@@ -148,9 +149,9 @@ def record_summaries(*, record_ids: set[int]) -> dict[int, RecordSummary]:
         CrossReference.objects.filter(record_id__in=ids).values_list("record_id", "golden_id")
     )
     return {
-        pk: RecordSummary(pk, code, key, _label(attrs or {}), golden.get(pk))
-        for pk, code, key, attrs in SourceRecord.objects.filter(id__in=ids).values_list(
-            "id", "source_system__code", "source_key", "attributes"
+        pk: RecordSummary(pk, code, key, _label(domain, attrs or {}), golden.get(pk))
+        for pk, code, key, domain, attrs in SourceRecord.objects.filter(id__in=ids).values_list(
+            "id", "source_system__code", "source_key", "domain", "attributes"
         )
     }
 

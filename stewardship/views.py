@@ -34,6 +34,10 @@ from stewardship.models import ReviewTask
 
 KINDS = {"matches": ReviewTask.Kind.POTENTIAL_MATCH, "quality": ReviewTask.Kind.DATA_QUALITY}
 KIND_SLUG: dict[str, str] = {str(kind): slug for slug, kind in KINDS.items()}
+QUEUE_TITLES: dict[str, str] = {
+    ReviewTask.Kind.POTENTIAL_MATCH: "Potential matches",
+    ReviewTask.Kind.DATA_QUALITY: "Data-quality exceptions",
+}
 DECISION_LABELS = {
     "merge": "Merge",
     "not_a_match": "Not a match",
@@ -144,7 +148,7 @@ def _queue_context(request: HttpRequest, kind: str) -> dict[str, Any]:
         request,
         kind=kind,
         kind_slug=KIND_SLUG[kind],
-        kind_label=ReviewTask.Kind(kind).label,
+        kind_label=QUEUE_TITLES[kind],
         filters=filters,
         page=page,
         rows=rows,

@@ -11,6 +11,7 @@ from matching.models import PairConstraint
 from mdm.models import CrossReference, GoldenRecord, QuarantinedPayload
 from mdm.services.ingest import REJECTED
 from stewardship.models import ReviewTask, TaskEvent
+from stewardship.services import review_tasks_schedule
 from tests.stewardship.factories import (
     PASSWORD,
     golden_of,
@@ -46,12 +47,13 @@ def workload() -> dict[str, Any]:
     golden_records_apply_clusters(
         domain="customer", clusters={b1.pk: 1, b2.pk: 2, c1.pk: 3, c2.pk: 4}
     )
-    return {
+    tasks = {
         "ann": pair_task(left, right, probability=0.91),
         "bob": pair_task(b1, b2, probability=0.74),
         "cy": pair_task(c1, c2, probability=0.66),
-        "records": (left, right, b1, b2, c1, c2),
     }
+    review_tasks_schedule()  # due times from the service level, as the beat task does
+    return {**tasks, "records": (left, right, b1, b2, c1, c2)}
 
 
 def test_merge_with_the_keyboard_updates_the_golden_record(page, workload, screenshot):
