@@ -213,21 +213,23 @@ def _apply_match_decision(
     effect: dict[str, Any] = {"left_golden": gl, "right_golden": gr}
     together = gl is not None and gl == gr
     apart = gl is not None and gr is not None and gl != gr
-    if decision == "merge" and apart:
+    if (decision == "merge" and apart) or (decision == "not_a_match" and together):
         from mdm.services import lifecycle  # the golden record lifecycle services
 
         assert gl is not None and gr is not None
-        operation = lifecycle.golden_record_merge(
-            domain=task.domain, golden_ids=[gl, gr], actor=actor, reason=reason
-        )
-        effect["operation"] = operation.pk
-    elif decision == "not_a_match" and together:
-        from mdm.services import lifecycle
-
-        assert gl is not None
-        operation = lifecycle.golden_record_split(
-            domain=task.domain, golden_id=gl, record_ids=[right], actor=actor, reason=reason
-        )
+        try:
+            if decision == "merge":
+                operation = lifecycle.golden_record_merge(
+                    domain=task.domain, golden_ids=[gl, gr], actor=actor, reason=reason
+                )
+            else:
+                operation = lifecycle.golden_record_split(
+                    domain=task.domain, golden_id=gl, record_ids=[right], actor=actor, reason=reason
+                )
+        except lifecycle.GoldenConflictError as exc:
+            raise TaskStateError(str(exc)) from exc
+        except lifecycle.GoldenOperationError as exc:
+            raise TaskInputError(str(exc)) from exc
         effect["operation"] = operation.pk
     else:
         _pair_constraint_upsert(
