@@ -165,3 +165,18 @@ def test_a_merge_closes_the_other_open_pairs_it_settles(steward):
     assert second.status == "obsolete"
     event = TaskEvent.objects.get(task=first, action="decide")
     assert event.detail["obsolete_tasks"] == 1
+
+
+def test_a_lifecycle_conflict_leaves_the_task_open(steward):
+    left, right = two_people()
+    task = pair_task(left, right)
+    GoldenRecord.objects.filter(pk=golden_of(right)).update(status="retired")
+
+    with pytest.raises(services.TaskStateError):
+        services.review_task_decide(task_id=task.pk, decision="merge", actor=steward)
+
+    task.refresh_from_db()
+    assert (task.status, task.decision) == ("open", "")
+    assert not TaskEvent.objects.exists()
+    assert not GoldenOperation.objects.exists()
+    assert constraint(left, right) is None
