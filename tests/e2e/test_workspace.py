@@ -110,6 +110,18 @@ def test_bulk_decision_from_the_queue(page, workload, screenshot):
     user_with_role("sam", "steward")
     log_in(page, "sam")
 
+    # Claim from the row: htmx (served by the hub) swaps the row in place.
+    page.click(f"#task-{workload['ann'].pk} button:has-text('Claim')")
+    page.wait_for_selector(f"#task-{workload['ann'].pk} button:has-text('Release')")
+    assert page.locator(f"#task-{workload['ann'].pk} td.assignee").inner_text() == "sam"
+    assert ReviewTask.objects.get(pk=workload["ann"].pk).assignee.username == "sam"
+    # Filtering reloads the table only, and the URL keeps the filter.
+    page.select_option("select[name=assignee]", "me")
+    page.wait_for_function("document.querySelector('#task-count').innerText === '1 open task'")
+    assert "assignee=me" in page.url
+    page.select_option("select[name=assignee]", "")
+    page.wait_for_function("document.querySelector('#task-count').innerText === '3 open tasks'")
+
     page.check(f"#task-{workload['bob'].pk} input[name=task]")
     page.check(f"#task-{workload['cy'].pk} input[name=task]")
     page.click("#bulk-not-a-match")
