@@ -18,6 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from mdm.domains import UnknownDomainError, all_domains, get_domain
@@ -85,6 +86,16 @@ def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
         "domains": [d.code for d in all_domains()],
         **extra,
     }
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    """The posted ``next`` URL if it stays on this site, else ``default``."""
+    url = request.POST.get("next", "")
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return default
 
 
 def _hx_redirect(request: HttpRequest, url: str) -> HttpResponse:
@@ -297,9 +308,7 @@ def _task_command(
         command(task_id=task.pk, actor=request.user, **kw)
     except services.TaskError as exc:
         messages.error(request, str(exc))
-    back = request.POST.get("next") or reverse("steward:task", args=[task.pk])
-    if not back.startswith("/"):
-        back = reverse("steward:task", args=[task.pk])
+    back = _safe_next(request, reverse("steward:task", args=[task.pk]))
     if getattr(request, "htmx", False) and request.POST.get("row"):
         task = _task_or_404(task_id, request.user)
         summaries = sel.record_summaries(
@@ -351,9 +360,7 @@ def task_assign(request: HttpRequest, task_id: int) -> HttpResponse:
 def tasks_bulk(request: HttpRequest) -> HttpResponse:
     ids = [int(i) for i in request.POST.getlist("task") if i.isdigit()]
     decision = request.POST.get("decision", "")
-    back = request.POST.get("next") or reverse("steward:queue", args=["matches"])
-    if not back.startswith("/"):
-        back = reverse("steward:queue", args=["matches"])
+    back = _safe_next(request, reverse("steward:queue", args=["matches"]))
     if not ids:
         messages.error(request, "Select at least one task.")
         return _hx_redirect(request, back)
@@ -430,7 +437,7 @@ def golden_split(request: HttpRequest, golden_id: int) -> HttpResponse:
 def operation_undo(request: HttpRequest, operation_id: int) -> HttpResponse:
     from mdm.services import lifecycle
 
-    back = request.POST.get("next", "")
+    back = _safe_next(request, reverse("steward:dashboard"))
     try:
         lifecycle.golden_record_undo(
             operation_id=operation_id, actor=request.user, reason=request.POST.get("reason", "")
@@ -439,7 +446,7 @@ def operation_undo(request: HttpRequest, operation_id: int) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Operation {operation_id} undone.")
-    return redirect(back if back.startswith("/") else reverse("steward:dashboard"))
+    return redirect(back)
 
 
 # --- quarantine -----------------------------------------------------------------------------

@@ -306,3 +306,11 @@ def test_assign_from_the_pair_page(task):
     task.refresh_from_db()
     assert task.assignee_id == kim.pk
     assert TaskEvent.objects.get(task=task).action == "assign"
+
+
+def test_next_urls_stay_on_the_site(task):
+    client = login("steward")
+
+    response = client.post(f"/steward/tasks/{task.pk}/claim", {"next": "//evil.example/x"})
+
+    assert response["Location"] == f"/steward/tasks/{task.pk}/"
