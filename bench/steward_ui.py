@@ -136,13 +136,13 @@ def load(tasks: int, seed: int) -> None:
     )
 
 
-def timed(client: Client, url: str, n: int, **headers: str) -> list[float]:
-    response = client.get(url, **headers)  # warm-up
+def timed(client: Client, url: str, n: int, headers: dict[str, str] | None = None) -> list[float]:
+    response = client.get(url, headers=headers)  # warm-up
     assert response.status_code == 200, (url, response.status_code)
     times = []
     for _ in range(n):
         start = time.perf_counter()
-        response = client.get(url, **headers)
+        response = client.get(url, headers=headers)
         times.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200, (url, response.status_code)
     return times
@@ -203,8 +203,7 @@ def main() -> None:
             client,
             "/steward/queue/matches/?sort=probability&overdue=1",
             n,
-            HTTP_HX_REQUEST="true",
-            HTTP_HX_TARGET="queue-table",
+            {"HX-Request": "true", "HX-Target": "queue-table"},
         ),
     )
     rng = random.Random(args.seed)
