@@ -134,6 +134,36 @@ class RecordSummary:
     golden_id: int | None
 
 
+MASK = "•••"
+
+
+def sees_pii(user: Any) -> bool:
+    """Stewards and admins see personal data; viewers see it masked (least privilege)."""
+    return user_has_role(user, Role.STEWARD)
+
+
+def mask_value(value: Any) -> Any:
+    if value in (None, ""):
+        return value
+    text = str(value)
+    return f"{text[0]}{MASK}" if isinstance(value, str) and len(text) > 1 else MASK
+
+
+def pii_attributes(domain: str) -> set[str]:
+    try:
+        return {a.name for a in get_domain(domain).attributes if a.pii}
+    except UnknownDomainError:
+        return set()
+
+
+def attributes_for(*, user: Any, domain: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """``attributes`` as ``user`` may see them: PII attributes masked below the steward role."""
+    if sees_pii(user):
+        return attributes
+    pii = pii_attributes(domain)
+    return {k: mask_value(v) if k in pii else v for k, v in attributes.items()}
+
+
 def _label(domain: str, attributes: dict[str, Any]) -> str:
     try:
         name = get_domain(domain).display_name(attributes)
@@ -142,14 +172,25 @@ def _label(domain: str, attributes: dict[str, Any]) -> str:
     return name or ", ".join(str(v) for v in list(attributes.values())[:2])
 
 
-def record_summaries(*, record_ids: set[int]) -> dict[int, RecordSummary]:
-    """Source, key, a display label and the golden id of each record: two queries."""
+def record_summaries(*, record_ids: set[int], user: Any = None) -> dict[int, RecordSummary]:
+    """Source, key, a display label (PII masked unless ``user`` sees it) and the golden id
+    of each record: two queries."""
+    full = user is None or sees_pii(user)
     ids = [i for i in record_ids if i is not None]
     golden = dict(
         CrossReference.objects.filter(record_id__in=ids).values_list("record_id", "golden_id")
     )
     return {
-        pk: RecordSummary(pk, code, key, _label(domain, attrs or {}), golden.get(pk))
+        pk: RecordSummary(
+            pk,
+            code,
+            key,
+            _label(
+                domain,
+                attrs or {} if full else attributes_for(user=user, domain=domain, attributes=attrs),
+            ),
+            golden.get(pk),
+        )
         for pk, code, key, domain, attrs in SourceRecord.objects.filter(id__in=ids).values_list(
             "id", "source_system__code", "source_key", "domain", "attributes"
         )

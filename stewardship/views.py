@@ -4,6 +4,7 @@ through ``stewardship.selectors`` and write through the services."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -141,7 +142,7 @@ def _queue_context(request: HttpRequest, kind: str) -> dict[str, Any]:
     ids = {t.left_record_id for t in tasks} | {
         t.right_record_id for t in tasks if t.right_record_id
     }
-    records = sel.record_summaries(record_ids=ids)
+    records = sel.record_summaries(record_ids=ids, user=request.user)
     now = timezone.now()
     rows = [
         {
@@ -200,19 +201,28 @@ def _task_or_404(task_id: int, user: Any) -> ReviewTask:
 
 
 def _attribute_rows(
-    domain: str, left: dict[str, Any], right: dict[str, Any]
+    domain: str, left: dict[str, Any], right: dict[str, Any], user: Any
 ) -> list[dict[str, Any]]:
     try:
         names = list(get_domain(domain).attribute_names)
     except UnknownDomainError:
         names = []
     names += sorted((set(left) | set(right)) - set(names))
+    shown_left = sel.attributes_for(user=user, domain=domain, attributes=left)
+    shown_right = sel.attributes_for(user=user, domain=domain, attributes=right)
     rows = []
     for name in names:
         lv, rv = left.get(name), right.get(name)
         if lv in (None, "") and rv in (None, ""):
             continue
-        rows.append({"name": name, "left": lv, "right": rv, "differs": lv != rv})
+        rows.append(
+            {
+                "name": name,
+                "left": shown_left.get(name),
+                "right": shown_right.get(name),
+                "differs": lv != rv,
+            }
+        )
     return rows
 
 
@@ -254,7 +264,10 @@ def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
         left_golden=goldens.get(summaries[left.pk].golden_id or 0) if left else None,
         right_golden=goldens.get(summaries[right.pk].golden_id or 0) if right else None,
         rows=_attribute_rows(
-            task.domain, left.attributes if left else {}, right.attributes if right else {}
+            task.domain,
+            left.attributes if left else {},
+            right.attributes if right else {},
+            request.user,
         ),
         bars=_contribution_bars(explanation or []),
         left_history=sel.record_history(record_id=task.left_record_id),
@@ -312,7 +325,8 @@ def _task_command(
     if getattr(request, "htmx", False) and request.POST.get("row"):
         task = _task_or_404(task_id, request.user)
         summaries = sel.record_summaries(
-            record_ids={task.left_record_id, task.right_record_id or task.left_record_id}
+            record_ids={task.left_record_id, task.right_record_id or task.left_record_id},
+            user=request.user,
         )
         return render(
             request,
@@ -390,10 +404,23 @@ def golden_detail(request: HttpRequest, golden_id: int) -> HttpResponse:
         golden, members = sel.golden_record_detail(golden_id=golden_id)
     except GoldenRecord.DoesNotExist:
         raise Http404("No such golden record.") from None
-    attributes = [
-        {"name": name, "value": value, "provenance": golden.provenance.get(name, {})}
-        for name, value in golden.attributes.items()
-    ]
+    pii = set() if sel.sees_pii(request.user) else sel.pii_attributes(golden.domain)
+    attributes = []
+    for name, value in golden.attributes.items():
+        provenance = dict(golden.provenance.get(name, {}))
+        if name in pii:
+            value = sel.mask_value(value)
+            if isinstance(provenance.get("competitors"), list):
+                provenance["competitors"] = [
+                    {**c, "value": sel.mask_value(c.get("value"))}
+                    for c in provenance["competitors"]
+                    if isinstance(c, dict)
+                ]
+        attributes.append({"name": name, "value": value, "provenance": provenance})
+    for member in members:
+        member.attributes = sel.attributes_for(
+            user=request.user, domain=golden.domain, attributes=member.attributes
+        )
     return render(
         request,
         "stewardship/golden.html",
@@ -495,6 +522,9 @@ def _source_fields(payload: QuarantinedPayload) -> dict[str, str]:
     return fields
 
 
+_QUOTED = re.compile(r"'[^']*'")
+
+
 def _form_fields(payload: QuarantinedPayload) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The payload's fields with their errors beside them, and errors that fit no field."""
     data = payload.payload if isinstance(payload.payload, dict) else {}
@@ -532,6 +562,12 @@ def quarantine_detail(request: HttpRequest, payload_id: int) -> HttpResponse:
     if payload is None:
         raise Http404("No such quarantined payload.")
     fields, general = _form_fields(payload)
+    if not sel.sees_pii(request.user):
+        # A raw payload may hold anything personal: a viewer sees its shape and errors only.
+        for f in fields:
+            f["value"] = sel.mask_value(f["value"])
+            f["errors"] = [_QUOTED.sub(sel.MASK, e) for e in f["errors"]]
+        general = [{**e, "message": _QUOTED.sub(sel.MASK, e.get("message", ""))} for e in general]
     return render(
         request,
         "stewardship/quarantine_detail.html",

@@ -14,3 +14,11 @@ def get_item(mapping: Any, key: Any) -> Any:
         return mapping[key]
     except (KeyError, IndexError, TypeError):
         return ""
+
+
+@register.filter
+def mask_quoted(message: Any) -> str:
+    """An error message with the quoted values it repeats masked (for viewers)."""
+    import re
+
+    return re.sub(r"'[^']*'", "•••", str(message))

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from mdm.models import QuarantinedPayload
+from mdm.models import CrossReference, QuarantinedPayload
 from mdm.services.sources import source_token_issue
 from stewardship.models import ReviewTask, TaskEvent
 from tests.stewardship.factories import (
@@ -314,3 +314,28 @@ def test_next_urls_stay_on_the_site(task):
     response = client.post(f"/steward/tasks/{task.pk}/claim", {"next": "//evil.example/x"})
 
     assert response["Location"] == f"/steward/tasks/{task.pk}/"
+
+
+def test_viewers_see_personal_data_masked(task, bad_payload):
+    viewer, steward = login("viewer"), login("steward")
+
+    as_viewer = viewer.get(f"/steward/tasks/{task.pk}/").content.decode()
+    as_steward = steward.get(f"/steward/tasks/{task.pk}/").content.decode()
+    queue = viewer.get("/steward/queue/matches/").content.decode()
+    payload = viewer.get(f"/steward/quarantine/{bad_payload.pk}/").content.decode()
+    listing = viewer.get("/steward/quarantine/").content.decode()
+
+    # The differences are still shown, on the real values; the values themselves are masked.
+    assert (
+        '<tr class="differs" data-attribute="given_name"><th>given_name</th>'
+        "<td>A•••</td><td>A•••</td>" in as_viewer
+    )
+    assert '<tr class="same" data-attribute="country"><th>country</th><td>GB</td>' in as_viewer
+    assert "ann@example.com" in as_steward and "ann@example.com" not in as_viewer
+    assert "Ann" not in queue and "A•••" in queue
+    assert "zoe@@example" not in payload and "zoe@@example" not in listing
+    assert 'value="Z•••"' in payload
+    golden = CrossReference.objects.get(record_id=task.left_record_id).golden_id
+    golden_page = viewer.get(f"/steward/golden/{golden}/").content.decode()
+    assert "ann@example.com" not in golden_page and "a•••" in golden_page
+    assert "ann@example.com" in steward.get(f"/steward/golden/{golden}/").content.decode()
