@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from stewardship.models import ReviewTask
+from stewardship.selectors import sees_pii
 
 
 class ReviewTaskSerializer(serializers.ModelSerializer):
@@ -38,6 +41,19 @@ class ReviewTaskSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: ReviewTask) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is not None and not sees_pii(request.user):
+            # The compared values in an explanation are personal data: viewers get weights only.
+            data["explanation"] = [
+                {k: v for k, v in c.items() if k not in ("left", "right")}
+                for c in data["explanation"] or []
+                if isinstance(c, dict)
+            ]
+            data["details"] = {}
+        return data
 
 
 class DecideInputSerializer(serializers.Serializer):

@@ -73,7 +73,7 @@ def _command(request: Request, pk: int, run: Callable[[], ReviewTask]) -> Respon
         _raise(exc)
         raise
     task.refresh_from_db()
-    return Response(s.ReviewTaskSerializer(task).data)
+    return Response(s.ReviewTaskSerializer(task, context={"request": request}).data)
 
 
 class ReviewTaskDecideView(APIView):

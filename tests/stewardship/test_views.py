@@ -339,3 +339,25 @@ def test_viewers_see_personal_data_masked(task, bad_payload):
     golden_page = viewer.get(f"/steward/golden/{golden}/").content.decode()
     assert "ann@example.com" not in golden_page and "a•••" in golden_page
     assert "ann@example.com" in steward.get(f"/steward/golden/{golden}/").content.decode()
+
+
+def test_api_gives_viewers_the_weights_without_the_compared_values(task):
+    ReviewTask.objects.filter(pk=task.pk).update(
+        explanation=[
+            {
+                "attribute": "email",
+                "level": "exact",
+                "match_weight": 5.0,
+                "left": "a@x.io",
+                "right": "a@x.io",
+            }
+        ]
+    )
+
+    as_viewer = api_as("viewer").get(f"/api/v1/steward/tasks/{task.pk}").json()
+    as_steward = api_as("steward").get(f"/api/v1/steward/tasks/{task.pk}").json()
+
+    assert as_viewer["explanation"] == [
+        {"attribute": "email", "level": "exact", "match_weight": 5.0}
+    ]
+    assert as_steward["explanation"][0]["left"] == "a@x.io"
