@@ -82,6 +82,7 @@ class ReviewTask(models.Model):
             models.Index(fields=["status", "kind", "due_at", "id"]),
             models.Index(fields=["status", "kind", "-match_probability", "id"]),
             models.Index(fields=["status", "kind", "created_at", "id"]),
+            models.Index(fields=["status", "kind", "domain"]),  # the dashboard's counts
             models.Index(fields=["assignee", "status"]),
             models.Index(fields=["decided_at"]),
         ]
