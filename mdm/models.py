@@ -273,7 +273,7 @@ class GoldenRecord(models.Model):
     domain = models.CharField(max_length=50)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     attributes = models.JSONField(default=dict)
-    # attribute -> {"record", "source", "source_key", "rule", "strategy", "rule_version",
+    # attribute -> {"record", "source", "source_key", "rule", "strategy",
     # "competitors": [{"value", "source", "source_key"}, ...]} (see mdm.survivorship)
     provenance = models.JSONField(default=dict)
     version = models.PositiveIntegerField(default=1)

@@ -514,8 +514,10 @@ def survive(
     (or for every attribute of its group) do not compete for it.  Provenance per attribute:
     ``record``, ``source``, ``source_key`` of the winner, ``rule`` (the strategy or
     tie-breaker that decided, "only value" when nothing competed, "lowest record id" for a
-    full tie), ``strategy`` (the configured one), ``rule_version`` and ``competitors``: the
-    values it beat, each ``{"value", "source", "source_key"}``.
+    full tie), ``strategy`` (the configured one) and ``competitors``: the values it beat,
+    each ``{"value", "source", "source_key"}``.  The rule version is not part of it, so a
+    new rule version rewrites only the golden records whose outcome changes (the history
+    row's change reason names the version).
     """
     if rules is None:
         rules = default_rules(domain.code)
@@ -530,7 +532,7 @@ def survive(
         rule = unit.rule
         ctx = _Context(names, rule, ordered, rules._validators)
         if rule.strategy == "aggregate":
-            _aggregate(unit, candidates, ctx, attributes, provenance, rules.version)
+            _aggregate(unit, candidates, ctx, attributes, provenance)
             continue
         distinct = len({_key(m, names) for m in candidates})
         winner, decided = _pick(candidates, ctx, apply_strategy=True)
@@ -556,7 +558,6 @@ def survive(
                 "source_key": winner.source_key,
                 "rule": decided,
                 "strategy": rule.strategy,
-                "rule_version": rules.version,
                 "competitors": beaten[:MAX_COMPETITORS],
             }
     return attributes, provenance
@@ -568,7 +569,6 @@ def _aggregate(
     ctx: _Context,
     attributes: dict[str, Any],
     provenance: dict[str, dict[str, Any]],
-    version: int,
 ) -> None:
     # Members in tie-breaker order, best first: the best member's value leads the list.
     remaining = list(candidates)
@@ -595,7 +595,6 @@ def _aggregate(
         "source_key": first.source_key,
         "rule": "aggregate",
         "strategy": "aggregate",
-        "rule_version": version,
         "competitors": [],
         "contributors": contributors[:MAX_COMPETITORS],
     }

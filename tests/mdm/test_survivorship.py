@@ -45,7 +45,6 @@ def test_source_priority_wins_then_recency():
         "source_key": "crm-1",
         "rule": "source_priority",
         "strategy": "source_priority",
-        "rule_version": 0,
         "competitors": [{"value": "new@example.com", "source": "shop", "source_key": "shop-2"}],
     }
     assert provenance["phone"]["rule"] == "only value"
