@@ -65,6 +65,14 @@ class GoldenChange:
         names = {*self.before, *self.after}
         return sorted(n for n in names if self.before.get(n) != self.after.get(n))
 
+    @property
+    def rows(self) -> list[tuple[str, Any, Any, dict[str, Any] | None]]:
+        """(attribute, before, after, provenance after) of each changed attribute."""
+        return [
+            (n, self.before.get(n), self.after.get(n), self.provenance_after.get(n))
+            for n in self.changed_attributes
+        ]
+
 
 @dataclass
 class Preview:
