@@ -371,9 +371,9 @@ class _Context:
     rule: Rule
     members: Sequence[Member]
     validators: Mapping[str, Callable[[Any, RecordContext], Any]]
-    _counts: Counter[tuple[str, ...]] | None = None
+    _counts: Counter[tuple[Any, ...]] | None = None
 
-    def counts(self) -> Counter[tuple[str, ...]]:
+    def counts(self) -> Counter[tuple[Any, ...]]:
         if self._counts is None:
             self._counts = Counter(_key(m, self.names) for m in self.members if _has(m, self.names))
         return self._counts
@@ -384,8 +384,17 @@ def _has(member: Member, names: Sequence[str]) -> bool:
     return any(n in attributes for n in names)
 
 
-def _key(member: Member, names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(repr(member.attributes.get(n)) for n in names)
+def _hashable(value: Any) -> Any:
+    if value.__class__ is list:
+        return tuple(_hashable(v) for v in value)
+    if value.__class__ is dict:
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+def _key(member: Member, names: Sequence[str]) -> tuple[Any, ...]:
+    attributes = member.attributes
+    return tuple(_hashable(attributes.get(n)) for n in names)
 
 
 def _best(candidates: list[Member], key: Callable[[Member], Any]) -> list[Member]:
@@ -523,21 +532,39 @@ def survive(
         rules = default_rules(domain.code)
     attributes: dict[str, Any] = {}
     provenance: dict[str, dict[str, Any]] = {}
-    ordered = sorted(members, key=lambda m: m.record_id)
+    ordered = sorted(members, key=lambda m: m.record_id) if len(members) > 1 else members
+    present: set[str] = set()
+    for m in ordered:
+        present.update(m.attributes)
     for unit in rules.units:
         names = unit.attributes
-        candidates = [m for m in ordered if _has(m, names)]
-        if not candidates:
-            continue
+        if len(names) == 1:
+            only = names[0]
+            if only not in present:
+                continue
+            candidates = [m for m in ordered if only in m.attributes]
+        else:
+            if present.isdisjoint(names):
+                continue
+            candidates = [m for m in ordered if not m.attributes.keys().isdisjoint(names)]
         rule = unit.rule
+        if len(candidates) == 1 and rule.strategy not in ("validated", "aggregate"):
+            # The common case of a lone value: nothing to choose, nothing beaten.
+            winner = candidates[0]
+            for name in names:
+                if name in winner.attributes:
+                    attributes[name] = winner.attributes[name]
+                    provenance[name] = _provenance(winner, ONLY_VALUE, rule.strategy, [])
+            continue
         ctx = _Context(names, rule, ordered, rules._validators)
         if rule.strategy == "aggregate":
             _aggregate(unit, candidates, ctx, attributes, provenance)
             continue
         distinct = len({_key(m, names) for m in candidates})
-        winner, decided = _pick(candidates, ctx, apply_strategy=True)
-        if winner is None:
+        picked, decided = _pick(candidates, ctx, apply_strategy=True)
+        if picked is None:
             continue
+        winner = picked
         if distinct == 1 and rule.strategy != "validated":
             decided = ONLY_VALUE
         elif not decided:
@@ -552,15 +579,21 @@ def survive(
                 if m is not winner and name in m.attributes and m.attributes[name] != value
             ]
             attributes[name] = value
-            provenance[name] = {
-                "record": winner.record_id,
-                "source": winner.source,
-                "source_key": winner.source_key,
-                "rule": decided,
-                "strategy": rule.strategy,
-                "competitors": beaten[:MAX_COMPETITORS],
-            }
+            provenance[name] = _provenance(winner, decided, rule.strategy, beaten[:MAX_COMPETITORS])
     return attributes, provenance
+
+
+def _provenance(
+    winner: Member, decided: str, strategy: str, competitors: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "record": winner.record_id,
+        "source": winner.source,
+        "source_key": winner.source_key,
+        "rule": decided,
+        "strategy": strategy,
+        "competitors": competitors,
+    }
 
 
 def _aggregate(

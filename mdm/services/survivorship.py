@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
@@ -176,11 +177,19 @@ def _golden_chunks(
     """
     last = 0
     goldens = GoldenRecord.objects.filter(domain=domain, status=GoldenRecord.Status.ACTIVE)
+    # JSON comes as text and is decoded with orjson: Django's json.loads was a fifth of the time.
+    text = TextField()
+    loads = orjson.loads
     while True:
         rows = list(
             goldens.filter(pk__gt=last)
             .order_by("pk")
-            .values_list("pk", "version", "attributes", "provenance")[:chunk]
+            .values_list(
+                "pk",
+                "version",
+                Cast("attributes", output_field=text),
+                Cast("provenance", output_field=text),
+            )[:chunk]
         )
         if not rows:
             return
@@ -196,11 +205,15 @@ def _golden_chunks(
             "source_system__priority",
             "source_updated_at",
             "received_at",
-            "attributes",
+            Cast("attributes", output_field=text),
         )
-        for gid, rid, code, key, priority, updated, received, attributes in records:
-            members[gid].append(Member(rid, code, key, priority, updated or received, attributes))
-        yield [(gid, version, a, p, members.get(gid, [])) for gid, version, a, p in rows]
+        for gid, rid, code, key, priority, updated, received, attributes in records.order_by():
+            members[gid].append(
+                Member(rid, code, key, priority, updated or received, loads(attributes))
+            )
+        yield [
+            (gid, version, loads(a), loads(p), members.get(gid, [])) for gid, version, a, p in rows
+        ]
 
 
 def _changes(
