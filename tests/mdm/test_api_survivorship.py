@@ -187,3 +187,17 @@ def test_a_bad_body_answers_400_naming_the_field(admin_api, body, field, detail)
 def test_an_unknown_domain_is_404(admin_api):
     assert admin_api.get("/api/v1/planet/survivorship-rules").status_code == 404
     assert admin_api.get("/api/v1/customer/survivorship-jobs/999").status_code == 404
+
+
+def test_a_golden_record_shows_each_attributes_provenance_with_the_values_it_beat(api, goldens):
+    body = api.get(f"/api/v1/customer/golden/{goldens.pk}").json()
+
+    assert body["attributes"]["given_name"] == "Ann"
+    assert body["provenance"]["given_name"] == {
+        "record": body["provenance"]["given_name"]["record"],
+        "source": "crm",
+        "source_key": "A",
+        "rule": "source_priority",
+        "strategy": "source_priority",
+        "competitors": [{"value": "Anne", "source": "erp", "source_key": "X"}],
+    }
