@@ -371,11 +371,17 @@ class _Context:
     rule: Rule
     members: Sequence[Member]
     validators: Mapping[str, Callable[[Any, RecordContext], Any]]
-    _counts: Counter[tuple[Any, ...]] | None = None
+    _counts: Counter[Any] | None = None
 
-    def counts(self) -> Counter[tuple[Any, ...]]:
+    def key(self, member: Member) -> Any:
+        """What makes two members' values the same (hashable)."""
+        if len(self.names) == 1:
+            return _hashable(member.attributes.get(self.names[0]))
+        return _key(member, self.names)
+
+    def counts(self) -> Counter[Any]:
         if self._counts is None:
-            self._counts = Counter(_key(m, self.names) for m in self.members if _has(m, self.names))
+            self._counts = Counter(self.key(m) for m in self.members if _has(m, self.names))
         return self._counts
 
 
@@ -403,16 +409,26 @@ def _best(candidates: list[Member], key: Callable[[Member], Any]) -> list[Member
     return [c for c, k in zip(candidates, keys, strict=True) if k == top]
 
 
+@cache
 def _trust_key(rule: Rule) -> Callable[[Member], tuple[int, int]]:
+    """(rank in the rule's list, system priority number): lower is more trusted."""
     listed = {code: i for i, code in enumerate(rule.sources)}
     unlisted = len(listed)
     return lambda m: (listed.get(m.source, unlisted), m.priority)
 
 
+@cache
+def _trust_score(rule: Rule) -> Callable[[Member], tuple[int, int]]:
+    """The same, negated: higher is more trusted (what ``_best`` keeps)."""
+    listed = {code: -i for i, code in enumerate(rule.sources)}
+    unlisted = -len(listed)
+    return lambda m: (listed.get(m.source, unlisted), -m.priority)
+
+
 def _source_priority(cands: list[Member], ctx: _Context) -> list[Member]:
-    trust = _trust_key(ctx.rule)
     if ctx.rule.decay_half_life_days is None:
-        return _best(cands, lambda m: tuple(-k for k in trust(m)))
+        return _best(cands, _trust_score(ctx.rule))
+    trust = _trust_key(ctx.rule)
     ranks = {k: i for i, k in enumerate(sorted({trust(m) for m in cands}))}
     newest = max(m.updated_at for m in cands)
     half_life = ctx.rule.decay_half_life_days * _DAY
@@ -430,7 +446,8 @@ def _most_recent(cands: list[Member], ctx: _Context) -> list[Member]:
 
 def _most_frequent(cands: list[Member], ctx: _Context) -> list[Member]:
     counts = ctx.counts()
-    return _best(cands, lambda m: counts[_key(m, ctx.names)])
+    key = ctx.key
+    return _best(cands, lambda m: counts[key(m)])
 
 
 def _most_complete(cands: list[Member], ctx: _Context) -> list[Member]:
@@ -503,7 +520,7 @@ def _pick(cands: list[Member], ctx: _Context, *, apply_strategy: bool) -> tuple[
     if not cands:
         return None, ""
     if len(cands) > 1:
-        if len({_key(m, ctx.names) for m in cands}) > 1:
+        if len({ctx.key(m) for m in cands}) > 1:
             decided = LAST_TIE_BREAKER
         return min(cands, key=lambda m: m.record_id), decided
     return cands[0], decided
@@ -560,7 +577,7 @@ def survive(
         if rule.strategy == "aggregate":
             _aggregate(unit, candidates, ctx, attributes, provenance)
             continue
-        distinct = len({_key(m, names) for m in candidates})
+        distinct = len({ctx.key(m) for m in candidates})
         picked, decided = _pick(candidates, ctx, apply_strategy=True)
         if picked is None:
             continue
