@@ -648,3 +648,33 @@ def _aggregate(
         "competitors": [],
         "contributors": contributors[:MAX_COMPETITORS],
     }
+
+
+def spec_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    """What changed between two stored specs, one line per group or rule, for people."""
+    before = before or {"groups": {}, "rules": {}}
+    lines: list[str] = []
+    old_groups, new_groups = before.get("groups", {}), after.get("groups", {})
+    for name in sorted({*old_groups, *new_groups}):
+        if name not in new_groups:
+            lines.append(f"group {name} removed")
+        elif name not in old_groups:
+            lines.append(f"group {name} added: {', '.join(new_groups[name])}")
+        elif old_groups[name] != new_groups[name]:
+            lines.append(f"group {name}: {', '.join(new_groups[name])}")
+    old_rules, new_rules = before.get("rules", {}), after.get("rules", {})
+    for name, rule in new_rules.items():
+        old = old_rules.get(name)
+        if old == rule:
+            continue
+        if old is None or old.get("strategy") != rule.get("strategy"):
+            was = old.get("strategy") if old else "default"
+            lines.append(f"{name}: {was} → {rule.get('strategy')}")
+            continue
+        details = [
+            f"{key} {rule.get(key)}"
+            for key in ("sources", "decay_half_life_days", "tie_breakers")
+            if old.get(key) != rule.get(key)
+        ]
+        lines.append(f"{name}: {'; '.join(details)}")
+    return lines

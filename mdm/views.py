@@ -26,7 +26,13 @@ from mdm.services.survivorship import (
     survivorship_rules_preview,
     survivorship_rules_update,
 )
-from mdm.survivorship import STEWARD_SOURCE, RulesError, survivorship_rules_active
+from mdm.survivorship import (
+    STEWARD_SOURCE,
+    RulesError,
+    default_rules,
+    spec_changes,
+    survivorship_rules_active,
+)
 
 PAGE = "mdm/survivorship_rules.html"
 PANEL = "mdm/_survivorship_panel.html"
@@ -45,14 +51,19 @@ def _admin_domain(request: HttpRequest, domain: str) -> Domain:
 def _context(dom: Domain, form: RulesForm, **extra: Any) -> dict[str, Any]:
     row = SurvivorshipRuleSet.objects.filter(domain=dom.code).select_related("updated_by").first()
     history = (
-        list(row.history.select_related("history_user").order_by("-history_id")[:20]) if row else []
+        list(row.history.select_related("history_user").order_by("-history_id")[:21]) if row else []
     )
+    defaults = default_rules(dom.code).as_spec()
+    changes = [
+        (entry, spec_changes(older.spec if older else defaults, entry.spec))
+        for entry, older in zip(history[:20], [*history[1:], None], strict=False)
+    ]
     return {
         "domain": dom,
         "domains": all_domains(),
         "form": form,
         "ruleset": row,
-        "history": history,
+        "history": changes,
         "sources": [*SourceSystem.objects.values_list("code", flat=True), STEWARD_SOURCE],
         "attribute_labels": {a.name: a.label for a in dom.attributes},
         **extra,

@@ -5,7 +5,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mdm.domains import get_domain
-from mdm.survivorship import Member, RulesError, default_rules, rules_from_spec, survive
+from mdm.survivorship import (
+    Member,
+    RulesError,
+    default_rules,
+    rules_from_spec,
+    spec_changes,
+    survive,
+)
 
 CUSTOMER = get_domain("customer")
 PRODUCT = get_domain("product")
@@ -436,3 +443,23 @@ def test_the_steward_source_is_always_placeable():
 def test_every_domain_default_is_valid():
     for code in ("customer", "supplier", "product"):
         assert default_rules(code).version == 0
+
+
+def test_spec_changes_describe_a_new_version_for_people():
+    before = default_rules("customer").as_spec()
+    after = rules(
+        {
+            "groups": {**before["groups"], "contact": ["email", "phone"]},
+            "rules": {
+                "contact": {"strategy": "most_recent"},
+                "given_name": {"strategy": "source_priority", "sources": ["erp"]},
+            },
+        },
+        known_sources=["erp"],
+    ).as_spec()
+
+    assert spec_changes(before, after) == [
+        "group contact added: email, phone",
+        "given_name: sources ['erp']",
+        "contact: default → most_recent",
+    ]

@@ -142,6 +142,9 @@ def test_save_stores_a_version_and_the_job_is_watched_until_done(
     page = admin.get(response["HX-Redirect"]).content.decode()
     assert 'data-status="queued"' in page and 'hx-trigger="every 1s"' in page
     assert "Version 1, saved" in page and "latest name wins" in page
+    history = page[page.index("<h2>History</h2>") :]
+    assert "given_name: source_priority → most_recent" in history
+    assert "admin-user" in history
 
     survivorship_recompute(job_id=job.pk)  # what the worker does (a real one: test_celery_*)
     fragment = admin.get(f"/survivorship/customer/jobs/{job.pk}").content.decode()
