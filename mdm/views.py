@@ -71,8 +71,13 @@ def _context(dom: Domain, form: RulesForm, **extra: Any) -> dict[str, Any]:
 
 
 def _panel(request: HttpRequest, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    template = PANEL if request.htmx else PAGE  # type: ignore[attr-defined]
-    return render(request, template, context, status=status)
+    """The page, or for htmx the panel.  htmx swaps no 4xx answer by default, so the panel
+    with its errors comes back as 200 (the outcome in the ``X-Aurum-Status`` header)."""
+    if request.htmx:  # type: ignore[attr-defined]
+        response = render(request, PANEL, context)
+        response["X-Aurum-Status"] = str(status)
+        return response
+    return render(request, PAGE, context, status=status)
 
 
 @login_required
