@@ -228,11 +228,18 @@ def build(n: int, seed: int) -> int:
     return total
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(label: str, n: int, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    start = time.perf_counter()
+    """Run and print wall time, rate, and this process's CPU time (the rest is the
+    database, or waiting for a core on a busy machine)."""
+    cpu, start = _cpu(), time.perf_counter()
     result = func(*args, **kwargs)
-    seconds = time.perf_counter() - start
-    print(f"{label:<44} {seconds:8.1f} s  {n / seconds:10,.0f} golden records/s")
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+    print(f"{label:<42} {seconds:7.1f} s {n / seconds:9,.0f} golden records/s  (CPU {cpu:5.1f} s)")
     return result
 
 
@@ -246,6 +253,7 @@ def main() -> None:
     if connection.vendor != "postgresql":
         sys.exit("Point DATABASE_URL at a PostgreSQL bench database (COPY is the measured path).")
     print(f"database {connection.settings_dict['NAME']}, {n:,} golden records")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     reset()
     records = build(n, args.seed)
     print(f"{records:,} source records ({records / n:.2f} per golden record)")
@@ -284,7 +292,9 @@ def main() -> None:
         f"values, {preview.provenance_only:,} only provenance; job {job.status}: "
         f"{job.changed:,} of {job.total:,} changed; again: {again.changed:,} changed"
     )
-    print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
+    )
 
 
 if __name__ == "__main__":
