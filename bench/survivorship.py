@@ -293,7 +293,8 @@ def main() -> None:
         f"{job.changed:,} of {job.total:,} changed; again: {again.changed:,} changed"
     )
     print(
-        f"load average {os.getloadavg()[0]:.1f}; peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
+        f"load average {os.getloadavg()[0]:.1f}; "
+        f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
     )
 
 
