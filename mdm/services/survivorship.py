@@ -151,14 +151,22 @@ def _send(job_id: int) -> None:
 
 
 def survivorship_jobs_resume(*, now: datetime | None = None) -> list[int]:
-    """Queue again the jobs whose message was lost or whose worker died.  Safe to repeat."""
+    """Queue again the jobs whose message was lost or whose worker died.  Safe to repeat.
+
+    A queued job is sent again ``REQUEUE_AFTER`` after it was created or last sent (its
+    ``heartbeat_at`` marks the resend), a running one whose worker was silent for
+    ``STALE_AFTER``.  A duplicate message is harmless: the job is claimed once.
+    """
     now = now or timezone.now()
+    queued = SurvivorshipJob.Status.QUEUED
     ids = list(
         SurvivorshipJob.objects.filter(
-            Q(status=SurvivorshipJob.Status.QUEUED, created_at__lt=now - REQUEUE_AFTER)
+            Q(status=queued, heartbeat_at__isnull=True, created_at__lt=now - REQUEUE_AFTER)
+            | Q(status=queued, heartbeat_at__lt=now - REQUEUE_AFTER)
             | Q(status=SurvivorshipJob.Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
         ).values_list("pk", flat=True)
     )
+    SurvivorshipJob.objects.filter(pk__in=ids, status=queued).update(heartbeat_at=now)
     for job_id in ids:
         _send(job_id)
     return ids

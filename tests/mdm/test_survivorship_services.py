@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from config.celery import app
 from mdm.models import GoldenRecord, SourceRecord, SurvivorshipJob, SurvivorshipRuleSet
+from mdm.services import survivorship as services
 from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
 from mdm.services.sources import source_system_upsert
 from mdm.services.survivorship import (
@@ -225,15 +226,22 @@ def test_matching_rebuilds_use_the_active_rules(goldens, admin):
     assert email_of(goldens["bob"]) == "bob@crm.example"  # not rebuilt yet
 
 
-def test_a_lost_job_message_is_sent_again_by_the_sweep(goldens, admin, eager):
+def test_a_lost_job_message_is_sent_again_by_the_sweep(goldens, admin, eager, monkeypatch):
     _, job = survivorship_rules_update(
         domain="customer", spec=ERP_FIRST, expected_version=0, actor=admin
     )  # no on-commit callbacks run here: as if the broker had been down
+    lost = []
+    monkeypatch.setattr(services, "_send", lost.append)  # the next message is lost too
+    later = timezone.now() + timedelta(minutes=5)
 
-    assert survivorship_jobs_resume() == []  # too young to be called lost
-    resent = survivorship_jobs_resume(now=timezone.now() + timedelta(minutes=5))
+    too_young = survivorship_jobs_resume()
+    first = survivorship_jobs_resume(now=later)
+    too_soon = survivorship_jobs_resume(now=later + timedelta(seconds=30))
+    monkeypatch.undo()
+    second = survivorship_jobs_resume(now=later + timedelta(minutes=5))
 
-    assert resent == [job.pk]
+    assert (too_young, first, too_soon, second) == ([], [job.pk], [], [job.pk])
+    assert lost == [job.pk]
     job.refresh_from_db()
     assert job.status == "succeeded"
     assert email_of(goldens["ann"]) == "ann@erp.example"
