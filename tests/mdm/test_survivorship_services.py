@@ -230,7 +230,7 @@ def test_a_lost_job_message_is_sent_again_by_the_sweep(goldens, admin, eager, mo
     _, job = survivorship_rules_update(
         domain="customer", spec=ERP_FIRST, expected_version=0, actor=admin
     )  # no on-commit callbacks run here: as if the broker had been down
-    lost = []
+    lost: list[int] = []
     monkeypatch.setattr(services, "_send", lost.append)  # the next message is lost too
     later = timezone.now() + timedelta(minutes=5)
 
