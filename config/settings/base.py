@@ -194,6 +194,7 @@ AURUM_IDEMPOTENCY_HOURS = int(os.environ.get("AURUM_IDEMPOTENCY_HOURS", "72"))
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "mdm.purge_idempotency_keys", "schedule": 3600.0},
     "match-pending": {"task": "matching.match_pending_all", "schedule": 60.0},
+    "survivorship-jobs-resume": {"task": "mdm.survivorship_jobs_resume", "schedule": 120.0},
 }
 # Queue incremental matching after every ingest that changed records.
 AURUM_MATCH_AFTER_INGEST = env_bool("AURUM_MATCH_AFTER_INGEST", True)
