@@ -19,6 +19,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("steward/", include("stewardship.urls")),
     path("api/v1/steward/", include("stewardship.api.urls")),
+    path("survivorship/", include("mdm.urls")),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -273,7 +273,8 @@ class GoldenRecord(models.Model):
     domain = models.CharField(max_length=50)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     attributes = models.JSONField(default=dict)
-    # attribute -> {"record", "source", "source_key", "rule", "competitors"}
+    # attribute -> {"record", "source", "source_key", "rule", "strategy",
+    # "competitors": [{"value", "source", "source_key"}, ...]} (see mdm.survivorship)
     provenance = models.JSONField(default=dict)
     version = models.PositiveIntegerField(default=1)
     survivor = models.ForeignKey(
@@ -313,3 +314,72 @@ class CrossReference(models.Model):
 
     def __str__(self) -> str:
         return f"record {self.record_id} -> golden {self.golden_id}"
+
+
+class SurvivorshipRuleSet(models.Model):
+    """The survivorship rules of one domain, as an admin saved them: one row, versioned.
+
+    ``spec`` is ``{"groups": {...}, "rules": {attribute or group: rule}}`` (see
+    ``mdm.survivorship``); a domain without a row uses the defaults declared in its module.
+    Every save bumps ``version`` and writes a history row (who, when, what).
+    """
+
+    domain = models.CharField(max_length=50, unique=True)
+    version = models.PositiveIntegerField(default=0)
+    spec = models.JSONField(default=dict)
+    comment = models.TextField(blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return f"survivorship rules {self.domain} v{self.version}"
+
+
+class SurvivorshipJob(models.Model):
+    """One recompute of a domain's golden records after a rule change, with its progress."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SUPERSEDED = "superseded", "Superseded by a newer rule version"
+
+    domain = models.CharField(max_length=50)
+    rule_version = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Touched with every progress step: a running job silent for long lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["domain", "-id"])]
+
+    def __str__(self) -> str:
+        return f"survivorship job {self.pk} {self.domain} v{self.rule_version} {self.status}"
+
+    @property
+    def percent(self) -> int:
+        if self.total == 0:
+            return 100 if self.status == self.Status.SUCCEEDED else 0
+        return min(100, self.done * 100 // self.total)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.SUPERSEDED)

@@ -75,6 +75,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "stewardship.context_processors.aurum",
             ],
         },
     },
@@ -197,6 +198,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "mdm.purge_idempotency_keys", "schedule": 3600.0},
     "match-pending": {"task": "matching.match_pending_all", "schedule": 60.0},
     "escalate-review-tasks": {"task": "stewardship.escalate_review_tasks", "schedule": 60.0},
+    "survivorship-jobs-resume": {"task": "mdm.survivorship_jobs_resume", "schedule": 120.0},
 }
 # A review task is due this many hours after it opens, unless its domain's ServiceLevel says.
 AURUM_REVIEW_DUE_HOURS = int(os.environ.get("AURUM_REVIEW_DUE_HOURS", "48"))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mdm.api import views
+from mdm.api import survivorship, views
 
 urlpatterns = [
     path("domains", views.DomainListView.as_view(), name="domains"),
@@ -15,6 +15,21 @@ urlpatterns = [
         "quarantine/<int:pk>/discard",
         views.QuarantineDiscardView.as_view(),
         name="quarantine-discard",
+    ),
+    path(
+        "<slug:domain>/survivorship-rules",
+        survivorship.SurvivorshipRulesView.as_view(),
+        name="survivorship-rules",
+    ),
+    path(
+        "<slug:domain>/survivorship-rules/preview",
+        survivorship.SurvivorshipPreviewView.as_view(),
+        name="survivorship-preview",
+    ),
+    path(
+        "<slug:domain>/survivorship-jobs/<int:pk>",
+        survivorship.SurvivorshipJobView.as_view(),
+        name="survivorship-job",
     ),
     path("<slug:domain>/golden", views.GoldenRecordListView.as_view(), name="golden-list"),
     path("<slug:domain>/golden/<int:pk>", views.GoldenRecordDetailView.as_view(), name="golden"),
