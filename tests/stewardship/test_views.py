@@ -361,3 +361,14 @@ def test_api_gives_viewers_the_weights_without_the_compared_values(task):
         {"attribute": "email", "level": "exact", "match_weight": 5.0}
     ]
     assert as_steward["explanation"][0]["left"] == "a@x.io"
+
+
+@pytest.mark.parametrize(
+    ("role", "admin_links"), [("viewer", False), ("steward", False), ("admin", True)]
+)
+def test_navigation_per_role(role, admin_links):
+    page = login(role).get("/steward/").content.decode()
+
+    assert f'data-role="{role}"' in page
+    assert ('href="/survivorship/customer/"' in page) is admin_links
+    assert ('href="/admin/"' in page) is admin_links
