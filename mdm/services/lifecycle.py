@@ -75,7 +75,7 @@ class _Actor:
         self.user = user
 
 
-_history_context: threading.local = HistoricalRecords.context  # type: ignore[attr-defined]
+_history_context: threading.local = HistoricalRecords.context
 
 
 @contextmanager
@@ -234,7 +234,7 @@ class _Constraints:
                 continue
             existing = model.objects.filter(left_id=left, right_id=right).first()
             if existing is not None:
-                if existing.kind == kind:  # type: ignore[attr-defined]
+                if existing.kind == kind:
                     continue
                 self.remove([existing])
             row = model(
@@ -245,7 +245,7 @@ class _Constraints:
                 reason=self.reason,
                 created_by=self.actor,
             )
-            row._change_reason = self.reason  # type: ignore[attr-defined]
+            row._change_reason = self.reason
             row.save()
             self.added.append(row.pk)
 
@@ -256,7 +256,7 @@ class _Constraints:
         for row in removed:
             existing = model.objects.filter(left_id=row["left"], right_id=row["right"]).first()
             if existing is not None:
-                if existing.kind == row["kind"]:  # type: ignore[attr-defined]
+                if existing.kind == row["kind"]:
                     continue
                 raise GoldenConflictError(
                     f"records {row['left']} and {row['right']} have a newer constraint; "
@@ -270,7 +270,7 @@ class _Constraints:
                 reason=row["reason"],
                 created_by_id=row["created_by"],
             )
-            restored._change_reason = self.reason  # type: ignore[attr-defined]
+            restored._change_reason = self.reason
             restored.save()
             self.added.append(restored.pk)
 

@@ -115,7 +115,7 @@ def test_split_into_a_new_golden_record_and_undo(records, steward):
     new = op.target_id
     assert new not in before[0]
     assert golden_of(records, "A") == ab and golden_of(records, "B") == new
-    assert GoldenRecord.objects.get(pk=new).attributes["given_name"] == "Anne"
+    assert GoldenRecord.objects.get(pk=op.target_id).attributes["given_name"] == "Anne"
     assert "phone" not in GoldenRecord.objects.get(pk=ab).attributes
     assert set(PairConstraint.objects.values_list("left_id", "right_id", "kind")) == {
         (records["A"], records["B"], "cannot_link")
