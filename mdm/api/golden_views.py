@@ -185,7 +185,8 @@ class GoldenOperationListView(generics.ListAPIView):
             if not golden.isdigit():
                 raise exceptions.ValidationError({"golden": ["Must be a golden record id."]})
             wanted = int(golden)
-            ids = [op.pk for op in qs.only("pk", "golden_ids") if wanted in op.golden_ids]
+            scan = GoldenOperation.objects.filter(domain=domain).values_list("pk", "golden_ids")
+            ids = [pk for pk, touched in scan if wanted in touched]
             qs = qs.filter(pk__in=ids)
         return qs
 

@@ -356,6 +356,7 @@ def _retire(golden: GoldenRecord, survivor: int | None, when: datetime) -> None:
 def _new_golden(domain: str, when: datetime, reason: str) -> GoldenRecord:
     golden = GoldenRecord(domain=domain, version=0, created_at=when)
     golden._change_reason = reason  # type: ignore[attr-defined]
+    golden._history_date = when  # type: ignore[attr-defined]
     golden.save()
     return golden
 
@@ -591,6 +592,7 @@ def _steward_record_set(
     if record.pk:
         record.version += 1
     record._change_reason = reason  # type: ignore[attr-defined]
+    record._history_date = when  # type: ignore[attr-defined]
     record.save()
 
 
@@ -689,6 +691,7 @@ def golden_attribute_correct(
                 linked_at=now,
             )
             link._change_reason = why  # type: ignore[attr-defined]
+            link._history_date = now  # type: ignore[attr-defined]
             link.save()
             others = [r for r in members[golden_id] if r != record.pk]
             if others:
@@ -791,6 +794,7 @@ def golden_record_undo(*, operation_id: int, actor: Any, reason: str = "") -> Go
             links = list(CrossReference.objects.filter(record_id__in=gone))
             for link in links:
                 link._change_reason = why  # type: ignore[attr-defined]
+                link._history_date = now  # type: ignore[attr-defined]
                 link.delete()
         back = [rid for rid in home if rid not in was]
         if back:

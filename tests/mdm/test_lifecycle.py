@@ -34,7 +34,7 @@ def records(api):
         {"source_key": "A", "given_name": "Ann", "family_name": "Lee", "email": "ann@example.com"},
         {"source_key": "B", "given_name": "Anne", "family_name": "Lee", "phone": "+442079460958"},
         {"source_key": "C", "given_name": "Bob", "family_name": "Ray"},
-        {"source_key": "D", "given_name": "Bobby", "family_name": "Ray", "email": "bob@example.com"},
+        {"source_key": "D", "given_name": "Bob", "family_name": "Ray", "email": "bob@example.com"},
         {"source_key": "E", "given_name": "Cy", "family_name": "Day"},
     ]
     assert api.post(URL, {"records": people}, format="json").status_code == 200
@@ -71,7 +71,8 @@ def test_merge_moves_members_retires_the_others_and_must_links(records, steward)
     assert (op.kind, op.target_id, op.actor, op.golden_ids) == ("merge", ab, steward, [ab, cd])
     assert {golden_of(records, k) for k in "ABCD"} == {ab}
     retired = GoldenRecord.objects.get(pk=cd)
-    assert (retired.status, retired.survivor_id, retired.version) == ("retired", ab, versions[cd] + 1)
+    assert (retired.status, retired.survivor_id) == ("retired", ab)
+    assert retired.version == versions[cd] + 1
     survivor = GoldenRecord.objects.get(pk=ab)
     assert survivor.version == versions[ab] + 1
     assert survivor.attributes["phone"] == "+442079460958"
@@ -115,7 +116,7 @@ def test_split_into_a_new_golden_record_and_undo(records, steward):
     new = op.target_id
     assert new not in before[0]
     assert golden_of(records, "A") == ab and golden_of(records, "B") == new
-    assert GoldenRecord.objects.get(pk=op.target_id).attributes["given_name"] == "Anne"
+    assert GoldenRecord.objects.get(pk=new or 0).attributes["given_name"] == "Anne"
     assert "phone" not in GoldenRecord.objects.get(pk=ab).attributes
     assert set(PairConstraint.objects.values_list("left_id", "right_id", "kind")) == {
         (records["A"], records["B"], "cannot_link")
@@ -227,8 +228,7 @@ def test_correction_wins_survives_ingest_shows_in_provenance_and_undoes(records,
     golden = GoldenRecord.objects.get(pk=ab)
     assert golden.attributes["email"] == "new@example.com"
     assert golden.provenance["email"]["source"] == "crm"
-    goldens, members, constraints = state()
-    assert (members, constraints) == before[1:]
+    assert state()[1:] == before[1:]
 
 
 def test_correction_of_an_address_part_keeps_the_group_whole(records, steward, api):
@@ -310,7 +310,9 @@ def test_conflicts_write_nothing(records, steward):
             actor=steward,
         )
     with pytest.raises(GoldenConflictError, match="not members"):
-        golden_record_split(domain="customer", golden_id=e, record_ids=[records["A"]], actor=steward)
+        golden_record_split(
+            domain="customer", golden_id=e, record_ids=[records["A"]], actor=steward
+        )
     golden_record_undo(operation_id=op.pk, actor=steward)
     before, operations = state(), GoldenOperation.objects.count()
     with pytest.raises(GoldenConflictError, match="already undone"):
