@@ -224,7 +224,7 @@ def _kind_of(reason: str) -> tuple[str, int | None]:
         kind = found.group(1)
         return ("correction" if kind == "correct" else kind), int(found.group(2))
     text = reason.lower()
-    if "source record deleted" in text or text.startswith("ingest"):
+    if "source record" in text or text.startswith("ingest"):
         return "ingest", None
     if text.startswith("match"):
         return "match", None

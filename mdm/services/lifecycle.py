@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 from django.apps import apps
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
@@ -210,7 +210,8 @@ class _Constraints:
         self.domain = domain
         self.actor = _user(actor)
         self.reason = reason
-        self.added: list[int] = []
+        # By pair and kind, not row id: an undo of a later change may re-create a row.
+        self.added: list[tuple[int, int, str]] = []
         self.removed: list[dict[str, Any]] = []
 
     def remove(self, rows: Iterable[Any]) -> None:
@@ -247,12 +248,13 @@ class _Constraints:
             )
             row._change_reason = self.reason
             row.save()
-            self.added.append(row.pk)
+            self.added.append((left, right, kind))
 
-    def restore(self, removed: Sequence[Mapping[str, Any]], added: Sequence[int]) -> None:
+    def restore(self, removed: Sequence[Mapping[str, Any]], added: Sequence[Sequence[Any]]) -> None:
         """Undo another operation's constraint changes: drop what it added, re-add the rest."""
         model = _pair_constraint()
-        self.remove(model.objects.filter(pk__in=list(added)).order_by("pk"))
+        for left, right, kind in added:
+            self.remove(model.objects.filter(left_id=left, right_id=right, kind=kind))
         for row in removed:
             existing = model.objects.filter(left_id=row["left"], right_id=row["right"]).first()
             if existing is not None:
@@ -272,7 +274,7 @@ class _Constraints:
             )
             restored._change_reason = self.reason
             restored.save()
-            self.added.append(restored.pk)
+            self.added.append((row["left"], row["right"], row["kind"]))
 
     def as_state(self) -> dict[str, Any]:
         return {"constraints_added": self.added, "constraints_removed": self.removed}
@@ -596,6 +598,48 @@ def _steward_record_set(
     record.save()
 
 
+def _steward_record_of(
+    source: SourceSystem, domain: str, golden_id: int, members: list[int]
+) -> tuple[SourceRecord | None, str | None]:
+    """The steward record a correction of ``golden_id`` goes to, and the key for a new one.
+
+    The one among its members keyed by its id, else another steward record among its members
+    (one that came with a merge), else its own unlinked one (an undone correction); None
+    with a free key when there is none, or with no key when its own went elsewhere (a split
+    moved it), so the caller makes a new one under a key of its own.
+    """
+    own = list(
+        SourceRecord.objects.select_for_update()
+        .filter(source_system=source, domain=domain)
+        .filter(models.Q(pk__in=members) | models.Q(source_key=str(golden_id)))
+        .order_by("pk")
+    )
+    linked = [r for r in own if r.pk in members]
+    for record in linked:
+        if record.source_key == str(golden_id):
+            return record, record.source_key
+    if linked:
+        return linked[0], linked[0].source_key
+    keyed = next((r for r in own if r.source_key == str(golden_id)), None)
+    if keyed is None:
+        return None, str(golden_id)
+    return keyed, None
+
+
+def _anchor(records: list[int]) -> int | None:
+    """The member a steward record is must-linked to: the oldest live source record."""
+    if not records:
+        return None
+    live = (
+        SourceRecord.objects.filter(pk__in=records, is_deleted=False)
+        .exclude(source_system__code=STEWARD_SOURCE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return live if live is not None else min(records)
+
+
 def golden_attribute_correct(
     *,
     domain: str,
@@ -646,18 +690,11 @@ def golden_attribute_correct(
             normalised = values.get(attribute)
             if normalised is None:
                 raise GoldenOperationError(f"{attribute}: the value is empty once normalised")
-        record = (
-            SourceRecord.objects.select_for_update()
-            .filter(source_system=source, domain=domain, source_key=str(golden_id))
-            .first()
-        )
-        link = CrossReference.objects.filter(record=record).first() if record else None
-        if link is not None and link.golden_id != golden_id:
-            raise GoldenConflictError(
-                f"the steward record of golden record {golden_id} now belongs to golden "
-                f"record {link.golden_id} (it was split or merged there); correct that one"
-            )
         members = _members([golden_id])
+        record, key = _steward_record_of(source, domain, golden_id, members[golden_id])
+        link = CrossReference.objects.filter(record=record).first() if record else None
+        if link is not None and link.golden_id != golden_id:  # it went elsewhere: a new one
+            record, link = None, None
         before = _snapshot(goldens, members)
         versions = {golden_id: golden.version}
         op = _operation(domain, GoldenOperation.Kind.CORRECT, actor, reason, now)
@@ -679,7 +716,10 @@ def golden_attribute_correct(
             attributes[attribute] = normalised
         if record is None:
             record = SourceRecord(
-                source_system=source, domain=domain, source_key=str(golden_id), received_at=now
+                source_system=source,
+                domain=domain,
+                source_key=key or f"{golden_id}-{op.pk}",
+                received_at=now,
             )
         _steward_record_set(record, attributes, False, now, why)
         constraints = _Constraints(domain, actor, why)
@@ -693,9 +733,9 @@ def golden_attribute_correct(
             link._change_reason = why  # type: ignore[attr-defined]
             link._history_date = now  # type: ignore[attr-defined]
             link.save()
-            others = [r for r in members[golden_id] if r != record.pk]
-            if others:
-                constraints.add([(min(others[0], record.pk), max(others[0], record.pk))], MUST)
+            anchor = _anchor([r for r in members[golden_id] if r != record.pk])
+            if anchor is not None:
+                constraints.add([(min(anchor, record.pk), max(anchor, record.pk))], MUST)
         _finish(domain=domain, goldens=goldens, versions=versions, when=now, reason=why)
         return _save_operation(
             op,
