@@ -227,8 +227,8 @@ def test_lifecycle_properties(db: Any) -> None:
     run_state_machine_as_test(
         Lifecycle,
         settings=settings(
-            max_examples=20,
-            stateful_step_count=10,
+            max_examples=40,
+            stateful_step_count=12,
             report_multiple_bugs=False,
             # Each step is a few database writes: shrinking a failure can take minutes, so
             # it is off here; add Phase.shrink to debug one.
