@@ -278,3 +278,43 @@ def test_the_commands_are_in_the_openapi_schema(db):
         p["name"] for p in paths["/api/v1/{domain}/golden/{id}"]["get"]["parameters"]
     }
     assert "userToken" in schema["components"]["securitySchemes"]
+
+
+def test_issue_user_token_command_issues_and_revokes(records):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from mdm.models import UserToken
+
+    hub_user("sue", "steward")
+    out = StringIO()
+    call_command("issue_user_token", "sue", stdout=out)
+    secret = out.getvalue().strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    ab, c = golden_of(records, "A"), golden_of(records, "C")
+    assert client.get(f"{GOLDEN}/{ab}/timeline").status_code == 200
+
+    call_command("issue_user_token", "--revoke", UserToken.objects.get().prefix, stdout=out)
+
+    assert client.post(f"{GOLDEN}/merge", {"golden_ids": [ab, c]}, format="json").status_code == 401
+
+
+def test_admin_lists_the_operations(records, client):
+    admin = hub_user("root", superuser=True)
+    admin.is_staff = True
+    admin.save()
+    from mdm.services.lifecycle import golden_record_merge
+
+    golden_record_merge(
+        domain="customer",
+        golden_ids=[golden_of(records, "A"), golden_of(records, "C")],
+        actor=admin,
+    )
+    client.force_login(admin)
+
+    page = client.get("/admin/mdm/goldenoperation/")
+
+    assert page.status_code == 200
+    assert b"merge" in page.content
