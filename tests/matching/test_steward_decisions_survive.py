@@ -16,6 +16,7 @@ from django.db.models import Count
 from matching.services import match_model_train, match_pending, match_run_full
 from matching.store import stores_clear
 from mdm.models import STEWARD_SOURCE, CrossReference, GoldenRecord, RecordChange, SourceRecord
+from mdm.selectors import golden_record_timeline
 from mdm.services.lifecycle import (
     golden_attribute_correct,
     golden_record_merge,
@@ -134,3 +135,22 @@ def test_a_split_survives_the_real_engine_on_the_demo_data(db, steward):
         ) == set(members[1:])
     finally:
         stores_clear()
+
+
+def test_an_ingest_reaches_the_golden_record_but_not_past_a_correction(api, matched, steward):
+    keys, engine = matched
+    abc, d = golden(keys, "A"), golden(keys, "D")
+    golden_attribute_correct(
+        domain="customer", golden_id=abc, attribute="given_name", value="Ann", actor=steward
+    )
+    version = GoldenRecord.objects.get(pk=d).version
+
+    push(api, A="Person A (renamed)", D="Dee")
+    match_pending(domain="customer", engine=engine)
+
+    changed = GoldenRecord.objects.get(pk=d)  # a record that stayed where it was
+    assert (changed.attributes["given_name"], changed.version) == ("Dee", version + 1)
+    last = changed.history.order_by("-history_id").first()
+    assert last.history_change_reason.endswith("source record changed")
+    assert golden_record_timeline(golden_id=d)[0].kind == "ingest"
+    assert GoldenRecord.objects.get(pk=abc).attributes["given_name"] == "Ann"
