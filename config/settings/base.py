@@ -120,6 +120,7 @@ LOGIN_URL = "admin:login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "mdm.api.authentication.UserTokenAuthentication",
         "mdm.api.authentication.SourceTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
