@@ -18,6 +18,10 @@ class Channel(models.TextChoices):
     REPLAY = "replay", "Quarantine replay"
 
 
+# The hub's own source: a steward's correction of a golden attribute is a record of it.
+STEWARD_SOURCE = "aurum-steward"
+
+
 class SourceSystem(models.Model):
     """A system that sends records to the hub (CRM, ERP, billing, web shop, ...)."""
 
@@ -383,3 +387,67 @@ class SurvivorshipJob(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.SUPERSEDED)
+
+
+class GoldenOperation(models.Model):
+    """A steward's merge, split, correction or undo of golden records: the audit entry.
+
+    ``state`` holds what an undo needs: the membership and status of every golden record
+    touched before and after, the pair constraints written and removed, and the steward
+    record's attributes before and after a correction.
+    """
+
+    class Kind(models.TextChoices):
+        MERGE = "merge"
+        SPLIT = "split"
+        UNDO = "undo"
+        CORRECT = "correct", "Correction"
+
+    domain = models.CharField(max_length=50)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    # Every golden record touched; the first is the one the operation is about.
+    golden_ids = models.JSONField(default=list)
+    target = models.ForeignKey(
+        GoldenRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    state = models.JSONField(default=dict)
+    # One undo per operation at most: the unique key settles two concurrent undos.
+    undoes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["domain", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pk} ({self.domain})"
+
+
+class UserToken(models.Model):
+    """An API token of a hub user (steward, admin, viewer).  Only a SHA-256 is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="aurum_tokens"
+    )
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id}:{self.prefix}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -123,6 +123,7 @@ LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "mdm.api.authentication.UserTokenAuthentication",
         "mdm.api.authentication.SourceTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -204,6 +205,9 @@ CELERY_BEAT_SCHEDULE = {
 AURUM_REVIEW_DUE_HOURS = int(os.environ.get("AURUM_REVIEW_DUE_HOURS", "48"))
 # Queue incremental matching after every ingest that changed records.
 AURUM_MATCH_AFTER_INGEST = env_bool("AURUM_MATCH_AFTER_INGEST", True)
+# A survivorship preview reads at most this many golden records; a larger domain is
+# previewed on a sample spread over it and the counts are scaled (marked "estimated").
+AURUM_SURVIVORSHIP_PREVIEW_LIMIT = int(os.environ.get("AURUM_SURVIVORSHIP_PREVIEW_LIMIT", "20000"))
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Files at least this large are mapped and normalised in worker processes while the previous
