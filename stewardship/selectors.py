@@ -7,12 +7,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.utils import timezone
 
 from mdm.domains import UnknownDomainError, get_domain
-from mdm.models import CrossReference, GoldenRecord, QuarantinedPayload, SourceRecord
+from mdm.models import (
+    CrossReference,
+    GoldenOperation,
+    GoldenRecord,
+    QuarantinedPayload,
+    SourceRecord,
+)
 from mdm.roles import Role, user_has_role
 from stewardship.models import ReviewTask, TaskEvent
 
@@ -290,62 +297,10 @@ def golden_record_detail(*, golden_id: int) -> tuple[GoldenRecord, list[SourceRe
     return golden, members
 
 
-@dataclass(frozen=True)
-class TimelineEntry:
-    at: datetime
-    what: str
-    who: str
-    reason: str
-
-
-def golden_timeline(*, golden_id: int, limit: int = 50) -> list[TimelineEntry]:
-    """What happened to a golden record, newest first: its versions and member changes."""
-    entries: list[TimelineEntry] = []
-    kinds = {"+": "created", "~": "changed", "-": "deleted"}
-    for row in (
-        GoldenRecord.history.filter(id=golden_id)
-        .select_related("history_user")
-        .order_by("-history_date")[:limit]
-    ):
-        what = f"version {row.version} {kinds.get(row.history_type, row.history_type)}"
-        if row.status == GoldenRecord.Status.RETIRED:
-            what += f" (retired into {row.survivor_id})"
-        entries.append(
-            TimelineEntry(
-                row.history_date,
-                what,
-                str(row.history_user or "system"),
-                row.history_change_reason or "",
-            )
-        )
-    for row in (
-        CrossReference.history.filter(golden_id=golden_id)
-        .select_related("history_user")
-        .order_by("-history_date")[:limit]
-    ):
-        entries.append(
-            TimelineEntry(
-                row.history_date,
-                f"record {row.record_id} linked ({row.linked_by})",
-                str(row.history_user or "system"),
-                row.history_change_reason or "",
-            )
-        )
-    entries.sort(key=lambda e: e.at, reverse=True)
-    return entries[:limit]
-
-
 def golden_operations(*, golden_id: int, limit: int = 50) -> list[dict[str, Any]]:
     """Steward operations (merge, split, undo, correct) that touched a golden record, newest
     first, each with whether it can still be undone."""
-    from django.apps import apps
-    from django.db import connection
-
-    try:
-        model: Any = apps.get_model("mdm", "Golden" + "Operation")
-    except LookupError:  # the lifecycle work is not installed yet
-        return []
-    qs = model.objects.select_related("actor", "undone_by").order_by("-id")
+    qs = GoldenOperation.objects.select_related("actor", "undone_by").order_by("-id")
     if connection.vendor == "postgresql":
         ops = list(qs.filter(golden_ids__contains=[golden_id])[:limit])
     else:  # SQLite has no JSON containment: scan the domain's latest operations
@@ -356,7 +311,8 @@ def golden_operations(*, golden_id: int, limit: int = 50) -> list[dict[str, Any]
         {
             "op": op,
             "undone": getattr(op, "undone_by", None) is not None,
-            "can_undo": op.kind in ("merge", "split") and getattr(op, "undone_by", None) is None,
+            "can_undo": op.kind in ("merge", "split", "correct")
+            and getattr(op, "undone_by", None) is None,
         }
         for op in ops
     ]

@@ -3,6 +3,7 @@ through ``stewardship.selectors`` and write through the services."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from django.views.decorators.http import require_POST
 from mdm.domains import UnknownDomainError, all_domains, get_domain
 from mdm.models import GoldenRecord, QuarantinedPayload, SourceRecord, SourceSystem
 from mdm.roles import Role, user_has_role, user_role
+from mdm.selectors import golden_record_timeline
 from mdm.services.quarantine import (
     QuarantineStateError,
     quarantined_payload_discard,
@@ -429,10 +431,27 @@ def golden_detail(request: HttpRequest, golden_id: int) -> HttpResponse:
             golden=golden,
             attributes=attributes,
             members=members,
-            timeline=sel.golden_timeline(golden_id=golden.pk),
+            timeline=_timeline(golden, pii),
             operations=sel.golden_operations(golden_id=golden.pk),
         ),
     )
+
+
+def _timeline(golden: GoldenRecord, pii: set[str]) -> list[Any]:
+    """The golden record's timeline, with the changed values of PII attributes masked."""
+    entries = golden_record_timeline(golden_id=golden.pk)
+    if not pii:
+        return entries
+    return [
+        dataclasses.replace(
+            e,
+            changes={
+                name: {k: sel.mask_value(v) for k, v in change.items()} if name in pii else change
+                for name, change in e.changes.items()
+            },
+        )
+        for e in entries
+    ]
 
 
 @require_POST
