@@ -372,3 +372,25 @@ def test_navigation_per_role(role, admin_links):
     assert f'data-role="{role}"' in page
     assert ('href="/survivorship/customer/"' in page) is admin_links
     assert ('href="/admin/"' in page) is admin_links
+
+
+def test_api_decide_with_a_user_token(task):
+    from mdm.services.user_tokens import user_token_issue
+
+    steward = user_with_role("tok", "steward")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_token_issue(user=steward).secret}")
+
+    response = client.post(
+        f"/api/v1/steward/tasks/{task.pk}/decide",
+        {"decision": "not_a_match", "comment": "from a script"},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["decision"], body["decided_by"]) == (
+        "decided",
+        "not_a_match",
+        "tok",
+    )
