@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--user", default="steward")
     parser.add_argument("--password", default="aurum-demo")
+    parser.add_argument("--golden", type=int, help="the golden record to show (else the pair's)")
     args = parser.parse_args()
     executable = shutil.which("chromium")
     if not executable:
@@ -47,7 +48,11 @@ def main() -> None:
         page.click("a.open-task >> nth=0")
         page.wait_for_selector("#compare")
         shot("pair")
-        golden = page.locator(".golden-link").first.get_attribute("href") or ""
+        golden = (
+            f"/steward/golden/{args.golden}/"
+            if args.golden
+            else page.locator(".golden-link").first.get_attribute("href") or ""
+        )
         if golden:
             page.goto(golden)
             shot("golden")
