@@ -1125,18 +1125,26 @@ def _created_tables(statements: Iterable[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class _KeyRule:
-    """A blocking rule as the store indexes it: the SQL of its key on each side.
+    """A blocking rule as the store indexes it: its key on each side, as SQL.
 
-    A pair can only be blocked by the rule if the stored record's key equals the
-    candidate's, so the records whose key hash equals the candidate's are a superset of
-    the rule's candidates (the rule's own SQL then decides, see :class:`MatchStore`).
+    A ``block_on`` rule blocks a pair exactly when the stored (left) record's key equals
+    the candidate's (right) key with no part of it null. The store finds the records
+    whose key *hash* equals the candidate's, then compares the keys themselves.
     """
 
-    stored: str  # hash of the stored record's key, null where a part of it is null
-    candidate: str
+    stored: tuple[str, ...]  # the key's expressions on the stored record's columns
+    candidate: tuple[str, ...]
+
+    @property
+    def stored_hash(self) -> str:
+        return _key_hash_sql(self.stored)
+
+    @property
+    def candidate_hash(self) -> str:
+        return _key_hash_sql(self.candidate)
 
 
-def _key_sql(expressions: Sequence[str]) -> str:
+def _key_hash_sql(expressions: Sequence[str]) -> str:
     not_null = " and ".join(f"({e}) is not null" for e in expressions)
     return f"case when {not_null} then hash({', '.join(expressions)}) end"
 
@@ -1144,23 +1152,23 @@ def _key_sql(expressions: Sequence[str]) -> str:
 def _key_rules(settings: Mapping[str, Any]) -> list[_KeyRule]:
     """The blocking rules of a model as the store indexes them.
 
-    Every rule must hold at least one equality between an expression of the left
-    (stored) record and one of the right (candidate) record; ``block_on`` rules are
-    nothing else.
+    Each rule must be equalities between an expression of the left record and one of the
+    right record, nothing else: that is what ``block_on`` (and so every match spec) makes.
     """
     parsed = SettingsCreator.from_path_or_dict(dict(settings)).get_settings("duckdb")
     rules = []
     for rule in parsed._blocking_rules_to_generate_predictions:
-        equalities = [] if isinstance(rule, ExplodingBlockingRule) else rule._equi_join_conditions
-        if not equalities:
+        exploding = isinstance(rule, ExplodingBlockingRule)
+        equalities = [] if exploding else rule._equi_join_conditions
+        if exploding or not equalities or rule._filter_conditions.upper() != "TRUE":
             raise ValueError(
-                f"the match store needs an equality in every blocking rule to index it "
-                f"on; {rule.blocking_rule_sql!r} has none"
+                f"the match store indexes blocking rules made of equalities only; "
+                f"{rule.blocking_rule_sql!r} is not"
             )
         rules.append(
             _KeyRule(
-                stored=_key_sql([left for left, _ in equalities]),
-                candidate=_key_sql([right for _, right in equalities]),
+                stored=tuple(left for left, _ in equalities),
+                candidate=tuple(right for _, right in equalities),
             )
         )
     return rules
@@ -1240,7 +1248,8 @@ class MatchStore:
         self._connection = duckdb.connect(":memory:", config={"threads": 1})
         self._db_api = _RecordingDuckDBAPI(self._connection)
         self._values: dict[int, tuple[Any, ...]] = {}
-        self._compiled: dict[float, str] = {}
+        self._compiled: dict[tuple[float, int], str] = {}  # (threshold, top) -> query
+        self._blocked_name = ""
 
         empty = prepare_table(spec, [], with_dataset=False)
         self._schema = empty.schema
@@ -1256,6 +1265,7 @@ class MatchStore:
             for column in self._tf_columns
         }
         self._tf_counts: dict[str, Counter[Any]] = {c: Counter() for c in self._tf_columns}
+        self._candidate_keys_sql, self._found_keys_sql = self._key_statements()
         self._tf_totals: dict[str, int] = dict.fromkeys(self._tf_columns, 0)
 
         self._base = empty
@@ -1372,7 +1382,7 @@ class MatchStore:
         try:
             for number, rule in enumerate(self._rules):
                 keys = self._connection.sql(
-                    f"select k, {UNIQUE_ID} from (select {rule.stored} as k, {UNIQUE_ID} "  # noqa: S608
+                    f"select k, {UNIQUE_ID} from (select {rule.stored_hash} as k, {UNIQUE_ID} "  # noqa: S608
                     f"from aurum_base) where k is not null order by k, {UNIQUE_ID}"
                 ).to_arrow_table()
                 self._base_index[number] = _KeyIndex(
@@ -1395,20 +1405,13 @@ class MatchStore:
         """Each record's key hash per rule (None where the rule cannot block it)."""
         self._connection.register("aurum_keys", table)
         try:
-            columns = ", ".join(rule.stored for rule in self._rules)
+            columns = ", ".join(rule.stored_hash for rule in self._rules)
             rows = self._connection.execute(
                 f"select {UNIQUE_ID}, {columns} from aurum_keys"  # noqa: S608
             ).fetchall()
         finally:
             self._connection.unregister("aurum_keys")
         return {row[0]: row[1:] for row in rows}
-
-    def _candidate_keys(self) -> list[tuple[Any, ...]]:
-        """Each registered candidate's key hash per rule (the rules' right-hand sides)."""
-        columns = ", ".join(rule.candidate for rule in self._rules)
-        return self._connection.execute(
-            f"select {columns} from {self._CANDIDATES}"  # noqa: S608
-        ).fetchall()
 
     def _lookup(self, keys: Iterable[tuple[Any, ...]]) -> set[int]:
         """The ids of the live records whose key equals a candidate's in some rule."""
@@ -1474,18 +1477,31 @@ class MatchStore:
             )
             self._connection.register(f"aurum_tf_{column}", table)
 
-    def _compile(self, threshold: float) -> str:
-        """Splink's predict_between query for a threshold, on the store's tables.
+    def _key_statements(self) -> tuple[str, str]:
+        """The queries of the candidates' keys (hashes, then values) and the found ones'."""
+        candidate = [rule.candidate_hash for rule in self._rules]
+        candidate += [e for rule in self._rules for e in rule.candidate]
+        stored = [e for rule in self._rules for e in rule.stored]
+        return (
+            f"select {UNIQUE_ID}, {', '.join(candidate)} from {self._CANDIDATES}",  # noqa: S608
+            f"select {UNIQUE_ID}, {', '.join(stored)} from {self._FOUND}",  # noqa: S608
+        )
 
-        Noted from a real call on empty tables: the blocking statement becomes the first
-        CTE of the scoring statement (one query, no tables created), and Splink's term
-        frequency tables are replaced by the store's.
+    def _compile(self, threshold: float, top: int) -> str:
+        """Splink's predict_between scoring query for a threshold, on the store's tables.
+
+        Noted from a real call on empty tables. The blocking statement is left out: the
+        store finds the blocked pairs itself (:meth:`_blocked_pairs`) and registers them
+        under the name Splink gave them; DuckDB takes longer to plan Splink's blocking SQL
+        (a join and a growing exclusion per rule) than to run the rest on a few rows.
+        Splink's term-frequency tables are replaced by the store's.
         """
-        compiled = self._compiled.get(threshold)
+        key = (threshold, top)
+        compiled = self._compiled.get(key)
         if compiled is not None:
             return compiled
         if len(self._compiled) >= self._MAX_COMPILED:
-            self._compiled.pop(next(iter(self._compiled)))  # the oldest threshold
+            self._compiled.pop(next(iter(self._compiled)))  # the oldest
         empty = pa.Table.from_batches([], self._schema)
         self._connection.register(self._FOUND, empty)
         self._connection.register(self._CANDIDATES, empty)
@@ -1502,16 +1518,57 @@ class MatchStore:
             self._db_api.recording = None
         predictions.drop_table_from_database_and_remove_from_cache()
         blocked = [name for name in created if name.startswith("__splink__blocked_id_pairs")]
-        scoring = created.get(predictions.physical_name, "").lstrip()
-        if len(created) != 2 or len(blocked) != 1 or not scoring.upper().startswith("WITH"):
+        scoring = created.get(predictions.physical_name)
+        if len(created) != 2 or len(blocked) != 1 or scoring is None:
             raise SplinkException(
                 "predict_between ran other statements than the store replays: " + ", ".join(created)
             )
-        sql = f"WITH {blocked[0]} AS ({created[blocked[0]]}),\n{scoring[4:]}"
+        self._blocked_name = blocked[0]
         for column, name in self._tf_names.items():
-            sql = sql.replace(name, f"aurum_tf_{column}")
-        self._compiled[threshold] = sql
-        return sql
+            scoring = scoring.replace(name, f"aurum_tf_{column}")
+        select = _select_sql(
+            f"({scoring}) as predictions",
+            self._comparisons,
+            extra_where="unique_id_l <> unique_id_r",
+            top=top,
+        )
+        self._compiled[key] = select
+        return select
+
+    def _blocked_pairs(self, candidates: Sequence[tuple[Any, ...]]) -> pa.Table:
+        """Splink's blocked pairs of the candidates and the registered found records.
+
+        A pair is blocked by the first rule whose key is equal on both sides with no
+        part null (its ``match_key``), as in Splink's blocking SQL; a candidate is not
+        paired with a stored record of its own id.
+        """
+        rules = len(self._rules)
+        found = self._connection.execute(self._found_keys_sql).fetchall()
+        offsets = list(itertools.accumulate([0] + [len(rule.stored) for rule in self._rules]))
+        pairs: dict[tuple[int, int], int] = {}
+        for number in range(rules):
+            first, last = 1 + offsets[number], 1 + offsets[number + 1]
+            block: dict[tuple[Any, ...], list[int]] = {}
+            for row in found:
+                key = row[first:last]
+                if None not in key:
+                    block.setdefault(key, []).append(row[0])
+            if not block:
+                continue
+            for row in candidates:
+                key = row[1 + rules + offsets[number] : 1 + rules + offsets[number + 1]]
+                if None in key:
+                    continue
+                for stored_id in block.get(key, ()):
+                    if stored_id != row[0]:
+                        pairs.setdefault((stored_id, row[0]), number)
+        return pa.table(
+            {
+                "match_key": pa.array([str(n) for n in pairs.values()], pa.string()),
+                "join_key_l": pa.array([left for left, _ in pairs], pa.int64()),
+                "join_key_r": pa.array([right for _, right in pairs], pa.int64()),
+            }
+        )
 
     def score(
         self, candidates: Sequence[EngineRecord], *, threshold: float, top: int = 10
@@ -1521,22 +1578,21 @@ class MatchStore:
         if not candidates or not self._values:
             return []
         table = prepare_table(self.spec, candidates, with_dataset=False)
+        rules = len(self._rules)
         with self._lock:
-            query = self._compile(threshold)
+            query = self._compile(threshold, top)
             self._connection.register(self._CANDIDATES, table)
-            found = self._lookup(self._candidate_keys())
+            keys = self._connection.execute(self._candidate_keys_sql).fetchall()
+            found = self._lookup(row[1 : 1 + rules] for row in keys)
             if not found:
                 return []
             rows = self._rows(found)
             self._connection.register(self._FOUND, rows)
+            pairs = self._blocked_pairs(keys)
+            if not pairs.num_rows:
+                return []
+            self._connection.register(self._blocked_name, pairs)
             self._register_term_frequencies(rows, table)
-            scored = self._connection.execute(
-                _select_sql(
-                    f"({query}) as predictions",
-                    self._comparisons,
-                    extra_where="unique_id_l <> unique_id_r",
-                    top=top,
-                )
-            ).fetchall()
+            scored = self._connection.execute(query).fetchall()
             candidate_values = _display_values(candidates, self._comparisons)
             return _pairs(scored, self._comparisons, self._values, candidate_values, swap=True)
