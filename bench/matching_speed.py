@@ -999,8 +999,10 @@ def breakdown_of_search(report: Report, candidates: Sequence[tuple[int, dict[str
     probe.wrap(match_services, "_trained", "_trained (model from JSON)")
     probe.wrap(match_services, "store_for", "store_for (history check SQL)")
     probe.wrap(splink_engine, "prepare_table", "prepare_table (candidate)")
-    probe.wrap(splink_engine.MatchStore, "_refresh_term_frequencies", "store: TF refresh check")
-    probe.wrap(splink_engine.MatchStore, "_predict", "store: predict_between replay")
+    probe.wrap(splink_engine.MatchStore, "_lookup", "store: key index lookup")
+    probe.wrap(splink_engine.MatchStore, "_rows", "store: rows of the records found")
+    probe.wrap(splink_engine.MatchStore, "_blocked_pairs", "store: blocked pairs")
+    probe.wrap(splink_engine.MatchStore, "_register_term_frequencies", "store: TF tables")
     probe.wrap(splink_engine, "_pairs", "store: _pairs")
     t = time.perf_counter()
     try:
