@@ -19,9 +19,11 @@ How a ``MatchSpec`` becomes a Splink model
 * A trained model's ``parameters`` is Splink's own JSON (``save_model_to_json``): scoring
   loads it as is, so the engine's probabilities are exactly bare Splink's.
 * Candidates (search-before-create, incremental matching) are scored against a
-  :class:`MatchStore`: the existing records prepared once in a DuckDB connection with their
-  term-frequency tables, kept in step by ``upsert``/``delete``, scored with Splink's
-  ``predict_between``.
+  :class:`MatchStore`: the existing records prepared once and kept in memory with an index
+  per blocking rule and their term frequencies, kept in step by ``upsert``/``delete``. A
+  candidate's blocks are found through the indexes, and just those records are scored with
+  Splink's own ``predict_between`` SQL, so a search costs what its blocks cost, not what
+  the store holds, and scores exactly as ``predict_between`` against all the records.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import gc
 import itertools
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -1376,6 +1379,8 @@ class MatchStore:
         self._base = table.sort_by(UNIQUE_ID).combine_chunks()
         self._base_ids = _int_array("q", self._base.column(UNIQUE_ID))
         self._connection.register("aurum_base", self._base)
+        # Hashing and sorting every record's keys is the one large job here: all cores.
+        self._connection.execute(f"set threads to {os.cpu_count() or 1}")
         try:
             for number, rule in enumerate(self._rules):
                 keys = self._connection.sql(
@@ -1386,6 +1391,7 @@ class MatchStore:
                     _int_array("Q", keys.column(0)), _int_array("q", keys.column(1))
                 )
         finally:
+            self._connection.execute("set threads to 1")
             self._connection.unregister("aurum_base")
         self._dead = set()
         self._delta = self._base.slice(0, 0)
