@@ -332,6 +332,18 @@ def match_pending(
         applied = golden_records_apply_clusters(
             domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
         )
+        # A changed record that stayed where it was still changes its golden record.
+        golden_records_rebuild(
+            domain=domain,
+            golden_ids=sorted(
+                set(
+                    CrossReference.objects.filter(record_id__in=sorted(candidate_ids)).values_list(
+                        "golden_id", flat=True
+                    )
+                )
+            ),
+            reason=f"match run {run.pk}: source record changed",
+        )
         deleted = set(ids) - candidate_ids
         if deleted:
             golden_records_rebuild(

@@ -14,7 +14,7 @@ from typing import Any
 
 from matching.engine.interface import EngineRecord, MatchSpec, TrainedModel
 from matching.models import MatchModel
-from mdm.models import SourceRecord
+from mdm.models import STEWARD_SOURCE, SourceRecord
 
 
 @dataclass
@@ -35,7 +35,11 @@ def _history_max() -> int:
 
 
 def engine_records(domain: str, ids: list[int] | None = None) -> list[EngineRecord]:
-    qs = SourceRecord.objects.filter(domain=domain, is_deleted=False)
+    # A steward's correction is no entity of its own: it stays with its golden record by a
+    # must-link and is never scored against other records.
+    qs = SourceRecord.objects.filter(domain=domain, is_deleted=False).exclude(
+        source_system__code=STEWARD_SOURCE
+    )
     if ids is not None:
         qs = qs.filter(id__in=ids)
     rows = qs.values_list("id", "attributes")

@@ -12,6 +12,7 @@ from mdm.domains import domain_codes
 from mdm.mapping import MappingError, compile_mapping
 from mdm.models import (
     CrossReference,
+    GoldenOperation,
     GoldenRecord,
     IngestRun,
     QuarantinedPayload,
@@ -19,9 +20,11 @@ from mdm.models import (
     SourceRecord,
     SourceSystem,
     SourceToken,
+    UserToken,
 )
 from mdm.services.quarantine import QuarantineStateError, quarantined_payload_replay
 from mdm.services.sources import source_token_issue, source_token_revoke
+from mdm.services.user_tokens import user_token_revoke
 
 
 @admin.register(SourceSystem)
@@ -205,3 +208,35 @@ class CrossReferenceAdmin(SimpleHistoryAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(GoldenOperation)
+class GoldenOperationAdmin(admin.ModelAdmin):
+    """The audit trail of steward merges, splits, corrections and undos (read only)."""
+
+    list_display = ["id", "kind", "domain", "actor", "target", "created_at", "reason"]
+    list_filter = ["domain", "kind"]
+    list_select_related = ["actor"]
+    readonly_fields = [f.name for f in GoldenOperation._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # operations come from the steward commands only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(UserToken)
+class UserTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tokens are issued with `manage.py issue_user_token`
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[UserToken]) -> None:
+        for token in queryset:
+            user_token_revoke(token=token)
+        self.message_user(request, f"Revoked {queryset.count()} token(s).")

@@ -18,6 +18,10 @@ class Channel(models.TextChoices):
     REPLAY = "replay", "Quarantine replay"
 
 
+# The hub's own source: a steward's correction of a golden attribute is a record of it.
+STEWARD_SOURCE = "aurum-steward"
+
+
 class SourceSystem(models.Model):
     """A system that sends records to the hub (CRM, ERP, billing, web shop, ...)."""
 
@@ -273,7 +277,8 @@ class GoldenRecord(models.Model):
     domain = models.CharField(max_length=50)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     attributes = models.JSONField(default=dict)
-    # attribute -> {"record", "source", "source_key", "rule", "competitors"}
+    # attribute -> {"record", "source", "source_key", "rule", "strategy",
+    # "competitors": [{"value", "source", "source_key"}, ...]} (see mdm.survivorship)
     provenance = models.JSONField(default=dict)
     version = models.PositiveIntegerField(default=1)
     survivor = models.ForeignKey(
@@ -313,3 +318,136 @@ class CrossReference(models.Model):
 
     def __str__(self) -> str:
         return f"record {self.record_id} -> golden {self.golden_id}"
+
+
+class SurvivorshipRuleSet(models.Model):
+    """The survivorship rules of one domain, as an admin saved them: one row, versioned.
+
+    ``spec`` is ``{"groups": {...}, "rules": {attribute or group: rule}}`` (see
+    ``mdm.survivorship``); a domain without a row uses the defaults declared in its module.
+    Every save bumps ``version`` and writes a history row (who, when, what).
+    """
+
+    domain = models.CharField(max_length=50, unique=True)
+    version = models.PositiveIntegerField(default=0)
+    spec = models.JSONField(default=dict)
+    comment = models.TextField(blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return f"survivorship rules {self.domain} v{self.version}"
+
+
+class SurvivorshipJob(models.Model):
+    """One recompute of a domain's golden records after a rule change, with its progress."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SUPERSEDED = "superseded", "Superseded by a newer rule version"
+
+    domain = models.CharField(max_length=50)
+    rule_version = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Touched with every progress step: a running job silent for long lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["domain", "-id"])]
+
+    def __str__(self) -> str:
+        return f"survivorship job {self.pk} {self.domain} v{self.rule_version} {self.status}"
+
+    @property
+    def percent(self) -> int:
+        if self.total == 0:
+            return 100 if self.status == self.Status.SUCCEEDED else 0
+        return min(100, self.done * 100 // self.total)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.SUPERSEDED)
+
+
+class GoldenOperation(models.Model):
+    """A steward's merge, split, correction or undo of golden records: the audit entry.
+
+    ``state`` holds what an undo needs: the membership and status of every golden record
+    touched before and after, the pair constraints written and removed, and the steward
+    record's attributes before and after a correction.
+    """
+
+    class Kind(models.TextChoices):
+        MERGE = "merge"
+        SPLIT = "split"
+        UNDO = "undo"
+        CORRECT = "correct", "Correction"
+
+    domain = models.CharField(max_length=50)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    # Every golden record touched; the first is the one the operation is about.
+    golden_ids = models.JSONField(default=list)
+    target = models.ForeignKey(
+        GoldenRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    state = models.JSONField(default=dict)
+    # One undo per operation at most: the unique key settles two concurrent undos.
+    undoes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["domain", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pk} ({self.domain})"
+
+
+class UserToken(models.Model):
+    """An API token of a hub user (steward, admin, viewer).  Only a SHA-256 is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="aurum_tokens"
+    )
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id}:{self.prefix}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

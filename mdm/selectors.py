@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from django.db.models import QuerySet
 
 from mdm.domains import get_domain
@@ -93,3 +99,219 @@ def golden_record_for_source_key(
         .first()
     )
     return golden_record_resolve(xref.golden) if xref else None
+
+
+# --- golden records through time -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoldenMemberAsOf:
+    record_id: int
+    source: str
+    source_key: str
+    is_deleted: bool
+    linked_by: str
+    linked_at: datetime
+
+
+@dataclass(frozen=True)
+class GoldenRecordAsOf:
+    """A golden record as it was at ``as_of``: its version, attributes and members then."""
+
+    id: int
+    domain: str
+    status: str
+    version: int
+    attributes: dict[str, Any]
+    provenance: dict[str, Any]
+    survivor_id: int | None
+    members: list[GoldenMemberAsOf]
+    created_at: datetime
+    updated_at: datetime
+    as_of: datetime
+    history_date: datetime
+
+
+def golden_record_as_of(*, golden_id: int, when: datetime) -> GoldenRecordAsOf | None:
+    """The golden record as it was at ``when`` (its last version then, and the members its
+    cross-reference had then), or None when it did not exist yet."""
+    row = (
+        GoldenRecord.history.filter(id=golden_id, history_date__lte=when)
+        .order_by("-history_date", "-history_id")
+        .first()
+    )
+    if row is None or row.history_type == "-":
+        return None
+    xref_history: Any = CrossReference.history.model
+    ever = sorted(
+        set(xref_history.objects.filter(golden_id=golden_id).values_list("record_id", flat=True))
+    )
+    links: dict[int, Any] = {}
+    for start in range(0, len(ever), 900):
+        qs = xref_history.objects.filter(
+            record_id__in=ever[start : start + 900], history_date__lte=when
+        ).order_by("history_date", "history_id")
+        for link in qs:
+            links[link.record_id] = link
+    member_ids = sorted(
+        rid
+        for rid, link in links.items()
+        if link.golden_id == golden_id and link.history_type != "-"
+    )
+    record_history: Any = SourceRecord.history.model
+    deleted: dict[int, bool] = {}
+    for start in range(0, len(member_ids), 900):
+        qs = record_history.objects.filter(
+            id__in=member_ids[start : start + 900], history_date__lte=when
+        ).order_by("history_date", "history_id")
+        for version in qs.values_list("id", "is_deleted"):
+            deleted[version[0]] = version[1]
+    names = {
+        pk: (code, key)
+        for pk, code, key in SourceRecord.objects.filter(pk__in=member_ids).values_list(
+            "pk", "source_system__code", "source_key"
+        )
+    }
+    return GoldenRecordAsOf(
+        id=golden_id,
+        domain=row.domain,
+        status=row.status,
+        version=row.version,
+        attributes=row.attributes,
+        provenance=row.provenance,
+        survivor_id=row.survivor_id,
+        members=[
+            GoldenMemberAsOf(
+                record_id=rid,
+                source=names.get(rid, ("", ""))[0],
+                source_key=names.get(rid, ("", ""))[1],
+                is_deleted=deleted.get(rid, False),
+                linked_by=links[rid].linked_by,
+                linked_at=links[rid].linked_at,
+            )
+            for rid in member_ids
+        ],
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        as_of=when,
+        history_date=row.history_date,
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One version of a golden record (or a change of its members): what, why and who."""
+
+    version: int
+    at: datetime
+    kind: str  # created, ingest, match, merge, split, undo, correction, rule change, rebuild
+    reason: str
+    user: str | None
+    status: str
+    survivor_id: int | None
+    changes: dict[str, dict[str, Any]]
+    members_added: list[int]
+    members_removed: list[int]
+    operation_id: int | None
+
+
+_OPERATION = re.compile(r"^(merge|split|undo|correct) #(\d+)")
+
+
+def _kind_of(reason: str) -> tuple[str, int | None]:
+    found = _OPERATION.match(reason)
+    if found:
+        kind = found.group(1)
+        return ("correction" if kind == "correct" else kind), int(found.group(2))
+    text = reason.lower()
+    if "source record" in text or text.startswith("ingest"):
+        return "ingest", None
+    if text.startswith("match"):
+        return "match", None
+    if "rule" in text:
+        return "rule change", None
+    return (text.split(":", 1)[0].strip() or "change"), None
+
+
+def golden_record_timeline(*, golden_id: int) -> list[TimelineEntry]:
+    """Every version of a golden record, newest first: the attributes that changed (from,
+    to), the members that joined or left, the kind of change (ingest, match, merge, split,
+    undo, correction, rule change), its reason, operation and user."""
+    rows = list(
+        GoldenRecord.history.filter(id=golden_id)
+        .select_related("history_user")
+        .order_by("history_date", "history_id")
+    )
+    if not rows:
+        return []
+    xref_history: Any = CrossReference.history.model
+    ever = sorted(
+        set(xref_history.objects.filter(golden_id=golden_id).values_list("record_id", flat=True))
+    )
+    joined: dict[datetime, list[int]] = defaultdict(list)
+    left: dict[datetime, list[int]] = defaultdict(list)
+    moves: dict[datetime, tuple[str, str | None]] = {}
+    for start in range(0, len(ever), 900):
+        previous: dict[int, int | None] = {}
+        qs = (
+            xref_history.objects.filter(record_id__in=ever[start : start + 900])
+            .select_related("history_user")
+            .order_by("history_date", "history_id")
+        )
+        for link in qs:
+            now_in = link.golden_id if link.history_type != "-" else None
+            was_in = previous.get(link.record_id)
+            previous[link.record_id] = now_in
+            if was_in == now_in:
+                continue
+            if now_in == golden_id:
+                joined[link.history_date].append(link.record_id)
+            elif was_in == golden_id:
+                left[link.history_date].append(link.record_id)
+            else:
+                continue
+            user = link.history_user.get_username() if link.history_user else None
+            moves.setdefault(link.history_date, (link.history_change_reason or "", user))
+    entries: list[TimelineEntry] = []
+    last: Any = None
+    dates = sorted({r.history_date for r in rows} | set(joined) | set(left))
+    by_date: dict[datetime, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_date[r.history_date].append(r)
+    for date in dates:
+        versions = by_date.get(date) or [None]
+        for index, row in enumerate(versions):
+            current = row or last
+            changes: dict[str, dict[str, Any]] = {}
+            if row is not None:
+                old = last.attributes if last is not None else {}
+                for name in sorted(set(old) | set(row.attributes)):
+                    if old.get(name) != row.attributes.get(name):
+                        changes[name] = {"from": old.get(name), "to": row.attributes.get(name)}
+                reason = row.history_change_reason or ""
+                user = row.history_user.get_username() if row.history_user else None
+            else:
+                reason, user = moves.get(date, ("", None))
+            kind, operation = _kind_of(reason)
+            if row is not None and row.history_type == "+":
+                kind = "created" if operation is None else kind
+            closing = index == len(versions) - 1  # members go with the last row of the instant
+            entries.append(
+                TimelineEntry(
+                    version=current.version if current is not None else 0,
+                    at=date,
+                    kind=kind,
+                    reason=reason,
+                    user=user,
+                    status=current.status if current is not None else "",
+                    survivor_id=current.survivor_id if current is not None else None,
+                    changes=changes,
+                    members_added=sorted(joined.get(date, [])) if closing else [],
+                    members_removed=sorted(left.get(date, [])) if closing else [],
+                    operation_id=operation,
+                )
+            )
+            if row is not None:
+                last = row
+    entries.reverse()
+    return entries

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from mdm.api import serializers as s
 from mdm.api.authentication import SourcePrincipal, source_system_of
 from mdm.api.errors import Conflict, PayloadTooLarge
+from mdm.api.golden_serializers import GoldenRecordAsOfSerializer
 from mdm.domains import UnknownDomainError, all_domains, get_domain
 from mdm.models import (
     Channel,
@@ -507,11 +508,28 @@ class GoldenRecordListView(generics.ListAPIView):
 class GoldenRecordDetailView(APIView):
     @extend_schema(
         operation_id="golden_read",
-        summary="Read a golden record (a retired id answers with its survivor)",
-        responses=s.GoldenRecordSerializer,
+        summary="Read a golden record (a retired id answers with its survivor), now or as of "
+        "a past time",
+        parameters=[
+            OpenApiParameter(
+                "as_of",
+                OpenApiTypes.DATETIME,
+                description="ISO 8601 time (or a date: its end): the record as it was then, "
+                "with its members then; no survivor redirect.",
+            )
+        ],
+        responses=PolymorphicProxySerializer(
+            component_name="GoldenRecordOrAsOf",
+            serializers=[s.GoldenRecordSerializer, GoldenRecordAsOfSerializer],
+            resource_type_field_name=None,
+        ),
     )
     def get(self, request: Request, domain: str, pk: int) -> Response:
         domain = domain_or_404(domain)
+        if request.query_params.get("as_of"):
+            from mdm.api.golden_views import golden_as_of_response
+
+            return golden_as_of_response(domain, pk, request.query_params["as_of"])
         golden = _golden_queryset(domain).filter(pk=pk).first()
         if golden is None:
             raise Http404(f"No {domain} golden record {pk}.")

@@ -155,6 +155,10 @@ class Domain:
     display: Callable[[Mapping[str, Any]], str] | None = field(default=None, compare=False)
     # The default match model (comparisons and blocking rules), engine-neutral.
     match: MatchSpec | None = field(default=None, compare=False)
+    # The default survivorship rules, a spec as ``mdm.survivorship.rules_from_spec`` reads it
+    # (``{"rules": {attribute or group: {"strategy": ...}}}``); unset units get the built-in
+    # default (source priority, then most recent, most frequent, most complete).
+    survivorship: Mapping[str, Any] | None = field(default=None, compare=False)
     _by_name: dict[str, Attribute] = field(init=False, repr=False, compare=False)
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _steps: tuple[tuple[str, Normaliser], ...] = field(init=False, repr=False, compare=False)

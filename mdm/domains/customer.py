@@ -22,6 +22,16 @@ def display_name(attributes: Mapping[str, Any]) -> str:
     return " ".join(str(part) for part in parts if part) or str(organisation)
 
 
+# The default survivorship rules (admins change them in the hub).  Every attribute not named
+# here survives by source priority, then the most recent, most frequent and most complete
+# value.  A consent is a statement in time: the latest one wins whatever its source.
+SURVIVORSHIP = {
+    "rules": {
+        name: {"strategy": "most_recent", "tie_breakers": ["source_priority"]}
+        for name in ("consent_email", "consent_sms", "consent_marketing")
+    }
+}
+
 DOMAIN = Domain(
     code="customer",
     label="Customer",
@@ -80,6 +90,7 @@ DOMAIN = Domain(
     required_any=(("given_name", "family_name", "full_name", "organisation_name"),),
     display_attributes=("full_name", "given_name", "family_name", "organisation_name"),
     display=display_name,
+    survivorship=SURVIVORSHIP,
     # The default match model. People are compared on their names (term-frequency
     # adjusted: a shared "Smith" says less than a shared "Vollbrecht"), birth date and
     # contact points; organisations on their name without legal form and their tax id.
@@ -142,6 +153,3 @@ DOMAIN = Domain(
         deterministic_recall=0.7,
     ),
 )
-
-# --- Default survivorship rule -----------------------------------------------------------
-# Declared here by later work: the customer's default survivorship rule. Not built yet.

@@ -23,6 +23,15 @@ def display_name(attributes: Mapping[str, Any]) -> str:
     return " ".join(str(part) for part in parts if part) or str(attributes.get("gtin") or "")
 
 
+# The default survivorship rules (admins change them in the hub); unnamed attributes survive
+# by source priority, then the most recent, most frequent and most complete value.  The
+# fullest description is the most useful one.
+SURVIVORSHIP = {
+    "rules": {
+        "description": {"strategy": "longest", "tie_breakers": ["source_priority", "most_recent"]}
+    }
+}
+
 DOMAIN = Domain(
     code="product",
     label="Product",
@@ -68,6 +77,7 @@ DOMAIN = Domain(
     required_any=(("title", "gtin", "mpn"),),
     display_attributes=("title", "brand", "mpn", "gtin"),
     display=display_name,
+    survivorship=SURVIVORSHIP,
     # The default match model: GTIN and part number (compact, so "TK-800-B" is "TK800B")
     # nearly decide it; brand, title words and category weigh in where they are missing, as
     # on marketplace duplicates without a GTIN. The price is left out on purpose: the same
@@ -104,6 +114,3 @@ DOMAIN = Domain(
         deterministic_recall=0.7,
     ),
 )
-
-# --- Default survivorship rule -----------------------------------------------------------
-# Declared here by later work: the product's default survivorship rule. Not built yet.

@@ -77,6 +77,3 @@ DOMAIN = Domain(
         deterministic_recall=0.8,
     ),
 )
-
-# --- Default survivorship rule -----------------------------------------------------------
-# Declared here by later work: the supplier's default survivorship rule. Not built yet.

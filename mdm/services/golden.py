@@ -13,7 +13,7 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 
 from mdm.domains import get_domain
 from mdm.models import CrossReference, GoldenRecord, SourceRecord
-from mdm.survivorship import Member, survive
+from mdm.survivorship import Member, survive, survivorship_rules_active
 
 BATCH = 900  # ids per IN (...) query: below SQLite's parameter limit
 # Django's bulk_update writes one CASE per field: one statement for 36k rows took 23 s of
@@ -205,11 +205,12 @@ def golden_records_rebuild(
         )
         for gid, rid, code, key, priority, updated, received, attributes in rows:
             by_golden[gid].append(Member(rid, code, key, priority, updated or received, attributes))
+    rules = survivorship_rules_active(domain=dom.code)
     changed: list[GoldenRecord] = []
     with transaction.atomic():
         for batch in _chunks(golden_ids):
             for golden in GoldenRecord.objects.select_for_update().filter(pk__in=batch):
-                attributes, provenance = survive(dom, by_golden.get(golden.pk, []))
+                attributes, provenance = survive(dom, by_golden.get(golden.pk, []), rules)
                 if attributes != golden.attributes or provenance != golden.provenance:
                     golden.attributes = attributes
                     golden.provenance = provenance
