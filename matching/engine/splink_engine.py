@@ -46,6 +46,7 @@ import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink import comparison_level_library as cll
+from splink.blocking_rule_library import CustomRule
 from splink.comparison_library import CustomComparison
 from splink.internals.comparison_level_creator import ComparisonLevelCreator
 from splink.internals.exceptions import SplinkException
@@ -398,6 +399,10 @@ _KEY_TRANSFORMS = {
     "year": 'substr("{column}", 1, 4)',
     "initial": 'substr("{column}", 1, 1)',
     "prefix3": 'substr("{column}", 1, 3)',
+    # Derived columns of compared attributes (see _derived): an e-mail's local part, a
+    # given name read through the nickname list.
+    "user": '"{column}__user"',
+    "nickname": '"{column}__nick"',
 }
 
 
@@ -511,7 +516,33 @@ def _levenshtein_at_most(left: str, right: str, distance: int) -> str:
 ADDRESS_PARTS = ("address_line1", "postal_code", "city", "country")
 
 
+# Given and family name written the other way round ("Siggins Barnaby" for Barnaby Siggins)
+# are one piece of evidence: it is scored on the family name ("swapped with the given name")
+# and the given name then counts as missing, so the swap is not counted twice.
+SWAPPABLE_NAMES = ("given_name", "family_name")
+
+
+def _names_swapped() -> str:
+    """Each name close to the other record's other name, and the given names not equal."""
+    given, family = SWAPPABLE_NAMES
+    return (
+        f"{_q(given, 'l')} <> {_q(given, 'r')}"
+        f" AND jaro_winkler_similarity({_q(given, 'l')}, {_q(family, 'r')}) >= 0.92"
+        f" AND jaro_winkler_similarity({_q(family, 'l')}, {_q(given, 'r')}) >= 0.92"
+    )
+
+
+def _swaps(attribute: str, compared: Sequence[str]) -> bool:
+    return attribute in SWAPPABLE_NAMES and all(name in compared for name in SWAPPABLE_NAMES)
+
+
 def _null_level(attribute: str, compared: Sequence[str]) -> ComparisonLevelCreator:
+    if attribute == SWAPPABLE_NAMES[0] and _swaps(attribute, compared):
+        l, r = _q(attribute, "l"), _q(attribute, "r")  # noqa: E741
+        return cll.CustomLevel(
+            f"{l} IS NULL OR {r} IS NULL OR ({_names_swapped()})",
+            label_for_charts="missing, or swapped with the family name",
+        ).configure(is_null_level=True)
     if not _is_conditional(attribute, compared):
         return cll.NullLevel(attribute).configure(label_for_charts="missing")
     finer = [p for p in ADDRESS_PARTS[: ADDRESS_PARTS.index(attribute)] if p in compared]
@@ -557,8 +588,10 @@ def _levels(
     ]
     exact = _exact(a, "exact", term_frequency=tf)
     if kind == "name":
+        levels.append(exact)
+        if a == SWAPPABLE_NAMES[1] and _swaps(a, compared):
+            levels.append(_level(_names_swapped(), "swapped with the given name"))
         levels += [
-            exact,
             _level(f"jaro_winkler_similarity({l}, {r}) >= 0.92", "Jaro-Winkler >= 0.92"),
         ]
         if _nickname_aware(spec):
@@ -574,7 +607,12 @@ def _levels(
     elif kind == "text":
         levels += [
             exact,
-            _level(_levenshtein_at_most(l, r, 2), "Levenshtein <= 2"),
+            # Not on short texts: "9" and "5" (a street line that is only a number) are
+            # one edit apart but say nothing.
+            _level(
+                f"least(length({l}), length({r})) >= 5 and {_levenshtein_at_most(l, r, 2)}",
+                "Levenshtein <= 2",
+            ),
             _level(_token_overlap(f"{a}__tokens", 0.5), "half the words shared"),
         ]
     elif kind == "title":
@@ -618,6 +656,15 @@ def _levels(
         ]
     elif kind in ("exact", "identifier"):
         levels.append(exact)
+        if spec.typos:
+            for distance, label in ((1, "one character off"), (2, "two characters off")):
+                levels.append(
+                    _level(
+                        f"abs(length({l}) - length({r})) <= {distance} "
+                        f"and damerau_levenshtein({l}, {r}) <= {distance}",
+                        label,
+                    )
+                )
     elif kind == "numeric":
         levels += [
             exact,
@@ -628,6 +675,22 @@ def _levels(
         raise ValueError(f"unknown comparison kind {kind!r} for {a!r}")
     levels.append(cll.ElseLevel().configure(label_for_charts="different"))
     return levels
+
+
+def _blocking_rules(spec: MatchSpec, compared: Sequence[str]) -> list[Any]:
+    """The spec's blocking rules; a rule on both names also finds them written swapped."""
+    rules: list[Any] = []
+    for rule in spec.blocking:
+        rules.append(_block_on(rule))
+        if set(rule) == set(SWAPPABLE_NAMES) and _swaps(SWAPPABLE_NAMES[0], compared):
+            given, family = SWAPPABLE_NAMES
+            rules.append(
+                CustomRule(
+                    f'l."{given}" = r."{family}" AND l."{family}" = r."{given}"',
+                    sql_dialect="duckdb",
+                )
+            )
+    return rules
 
 
 def settings_for(
@@ -652,7 +715,7 @@ def settings_for(
             for comparison in chosen
         ],
         "blocking_rules_to_generate_predictions": [
-            _block_on(rule).create_blocking_rule_dict("duckdb") for rule in spec.blocking
+            rule.create_blocking_rule_dict("duckdb") for rule in _blocking_rules(spec, compared)
         ],
         "retain_matching_columns": True,
         "retain_intermediate_calculation_columns": True,

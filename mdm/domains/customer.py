@@ -98,7 +98,8 @@ DOMAIN = Domain(
             ComparisonSpec("postal_code", "postal_code"),
             ComparisonSpec("city", "name", term_frequency=True),
             ComparisonSpec("country", "exact"),
-            ComparisonSpec("national_id", "identifier"),
+            # Keyed by hand and mostly without a check digit: a typo is still the person.
+            ComparisonSpec("national_id", "identifier", typos=True),
             ComparisonSpec("tax_id", "identifier"),
         ),
         blocking=(
@@ -121,6 +122,9 @@ DOMAIN = Domain(
             ("date_of_birth", "given_name:initial"),
             ("date_of_birth", "family_name:initial"),
             ("email",),
+            # The local part alone: the same person at another provider, or a typo in
+            # the domain (fake_1000 blocking recall +0.07, 62k pairs on 200k customers).
+            ("email:user",),
             ("phone",),
             ("national_id",),
             ("tax_id",),

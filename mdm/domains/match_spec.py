@@ -25,9 +25,19 @@ ComparisonKind = Literal[
 
 @dataclass(frozen=True)
 class ComparisonSpec:
+    """One compared attribute.
+
+    ``term_frequency``: an exact match weighs by how rare the value is. ``typos`` (for
+    identifiers keyed by hand, such as a national id without a check digit): levels for
+    one and two characters off (Damerau-Levenshtein) besides the exact match. Identifiers
+    with a check digit (GTIN, VAT) or part numbers, where one character apart is another
+    thing, leave it off.
+    """
+
     attribute: str
     kind: ComparisonKind
     term_frequency: bool = False
+    typos: bool = False
 
 
 @dataclass(frozen=True)
