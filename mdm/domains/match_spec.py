@@ -31,13 +31,17 @@ class ComparisonSpec:
     identifiers keyed by hand, such as a national id without a check digit): levels for
     one and two characters off (Damerau-Levenshtein) besides the exact match. Identifiers
     with a check digit (GTIN, VAT) or part numbers, where one character apart is another
-    thing, leave it off.
+    thing, leave it off. ``found_in`` (identifiers only): attributes whose text may carry
+    the identifier, as a marketplace title carries the part number its offer leaves out;
+    the code-like words of that text (letters and digits, at least 4 characters, with a
+    digit) then count as the record's identifiers too.
     """
 
     attribute: str
     kind: ComparisonKind
     term_frequency: bool = False
     typos: bool = False
+    found_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
