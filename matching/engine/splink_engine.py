@@ -1294,9 +1294,10 @@ class SplinkEngine:
             _floor_m_probabilities(linker)
             _unbound_untrained(linker, bounded)
             parameters = linker.misc.save_model_to_json()
-        refined = _refine_prior(table, parameters, link_type=_link_type(records), seed=seed)
-        if refined is not None:
-            parameters["probability_two_random_records_match"] = refined
+        if spec.prior_from_model:
+            refined = _refine_prior(table, parameters, link_type=_link_type(records), seed=seed)
+            if refined is not None:
+                parameters["probability_two_random_records_match"] = refined
         prior = float(parameters["probability_two_random_records_match"])
 
         levels = _level_reports(parameters)

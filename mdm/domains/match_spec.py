@@ -51,9 +51,15 @@ class MatchSpec:
     ``blocking`` lists rules for candidate pairs: each rule is the keys that must be
     equal (after the engine's own preparation, e.g. lower-cased, compact).  A key is an
     attribute, or ``attribute:transform`` with transform ``year`` (first four characters,
-    the year of an ISO date), ``initial`` (first character) or ``prefix3``.  ``training``
+    the year of an ISO date), ``initial`` (first character), ``prefix3``, ``user`` (an
+    e-mail's local part) or ``nickname`` (a given name through the nickname list).  A rule
+    on exactly given and family name also finds the two written swapped.  ``training``
     lists the blocking rules used for expectation maximisation (each must leave out the
     attributes it blocks on); ``deterministic`` the rules used to estimate the prior.
+    With ``prior_from_model`` the engine then refines the prior to the value the trained
+    model itself implies (see the engine's ``_refine_prior``); that needs comparisons
+    that are nearly independent given match status, so a model of correlated fields
+    (a product title that repeats the brand and part number) keeps the rules' estimate.
     """
 
     comparisons: tuple[ComparisonSpec, ...]
@@ -61,3 +67,4 @@ class MatchSpec:
     training: tuple[tuple[str, ...], ...] = ()
     deterministic: tuple[tuple[str, ...], ...] = ()
     deterministic_recall: float = 0.7
+    prior_from_model: bool = True
