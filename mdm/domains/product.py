@@ -104,11 +104,6 @@ DOMAIN = Domain(
             ("brand", "mpn"),
         ),
         deterministic_recall=0.7,
-        # Title, brand and part number repeat each other (a title names both), so the
-        # prior the model implies counts each product family as matches: on
-        # Walmart-Amazon it came out ten times the rules' estimate and precision at 0.9
-        # fell from 0.79 to 0.20. The rules' estimate is kept.
-        prior_from_model=False,
     ),
 )
 

@@ -612,18 +612,18 @@ def test_identifier_levels_for_typos_and_part_numbers_in_titles(engine: SplinkEn
     assert levels[(2, 3)]["mpn"][0] == "missing"
 
 
-def test_the_prior_is_refined_to_what_the_trained_model_implies(
+def test_the_prior_can_be_refined_to_what_the_trained_model_implies(
     engine: SplinkEngine, model: TrainedModel, records: list[EngineRecord]
 ) -> None:
     from dataclasses import replace
 
-    # fake_1000: 2,031 true pairs among 499,500.
+    # fake_1000: 2,031 true pairs among 499,500. The customer spec keeps the rules' prior.
     truth = 2031 / (1000 * 999 / 2)
-    rules_only = engine.train(replace(SPEC, prior_from_model=False), records, seed=42)
+    refined = engine.train(replace(SPEC, prior_from_model=True), records, seed=42)
 
-    assert model.parameters["probability_two_random_records_match"] == model.prior
-    assert abs(math.log(model.prior / truth)) < abs(math.log(rules_only.prior / truth))
-    assert model.prior == pytest.approx(truth, rel=0.35)
+    assert refined.parameters["probability_two_random_records_match"] == refined.prior
+    assert abs(math.log(refined.prior / truth)) < abs(math.log(model.prior / truth))
+    assert refined.prior == pytest.approx(truth, rel=0.35)
 
 
 # --------------------------------------------------------------------------- preparation
