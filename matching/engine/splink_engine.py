@@ -30,6 +30,7 @@ import gc
 import itertools
 import logging
 import math
+import random
 import threading
 import time
 import unicodedata
@@ -904,8 +905,6 @@ def _refine_prior(
     start = float(parameters["probability_two_random_records_match"])
     rows = table.num_rows
     if rows > PRIOR_SAMPLE_RECORDS:
-        import random
-
         picked = sorted(random.Random(seed).sample(range(rows), PRIOR_SAMPLE_RECORDS))
         table = table.take(picked)
         rows = PRIOR_SAMPLE_RECORDS
