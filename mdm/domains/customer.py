@@ -108,7 +108,9 @@ DOMAIN = Domain(
             ComparisonSpec("given_name", "name", term_frequency=True),
             ComparisonSpec("family_name", "name", term_frequency=True),
             ComparisonSpec("organisation_name", "organisation", term_frequency=True),
-            ComparisonSpec("date_of_birth", "date"),
+            # Term-frequency adjusted: placeholder dates ("1900-01-01", or 1 January for a
+            # year known alone) are shared by many people.
+            ComparisonSpec("date_of_birth", "date", term_frequency=True),
             # Agreement says little, a disagreement much: namesakes of the other sex.
             ComparisonSpec("gender", "exact"),
             # A shared "cricketer" says less than a shared "musicologist".
@@ -145,6 +147,8 @@ DOMAIN = Domain(
             ("family_name", "given_name:prefix3"),
             ("postal_code", "given_name:initial"),
             ("postal_code", "family_name:initial"),
+            # No usable name (only a title, "Sir Baronet") and a birth day off.
+            ("postal_code", "date_of_birth:year"),
             ("city", "given_name:initial", "family_name:initial"),
             ("email",),
             # The local part alone: the same person at another provider, or a typo in
