@@ -273,12 +273,15 @@ _PARTICLES = frozenset(
 
 
 def _split_full_name(full: str) -> tuple[str | None, str | None]:
-    """(given, family) read from a full name: "Jan van der Berg", "Berg, Jan"; else Nones."""
+    """(given, family) read from a full name: "Jan van der Berg", "Berg, Jan"; else Nones.
+
+    Titles are skipped: "Sir John Smith Jr" is John Smith.
+    """
     family_part, comma, given_part = full.partition(",")
     if comma:
-        given_tokens = given_part.split()
+        given_tokens = [token for token in given_part.split() if not _is_title(_fold(token))]
         return (given_tokens[0] if given_tokens else None), (family_part.strip() or None)
-    tokens = full.split()
+    tokens = [token for token in full.split() if not _is_title(_fold(token))]
     if len(tokens) < 2:
         return None, None
     start = len(tokens) - 1
@@ -455,7 +458,11 @@ def _spec_attributes(spec: MatchSpec) -> dict[str, str]:
         kinds[comparison.attribute] = comparison.kind
     for rule in (*spec.blocking, *spec.training, *spec.deterministic):
         for key in rule:
-            kinds.setdefault(key.partition(":")[0], "exact")
+            attribute, _, transform = key.partition(":")
+            kinds.setdefault(attribute, "exact")
+            if transform == "or_given":
+                # Prepared as a name, so that it meets the family names it is compared to.
+                kinds.setdefault(SWAPPABLE_NAMES[0], "name")
     return kinds
 
 
@@ -470,7 +477,7 @@ _KEY_TRANSFORMS = {
     "nickname": '"{column}__nick"',
     # A family name, else the given name of a record with one name only ("Keeley" alone
     # meets John Keeley; see _single_name_is_family).
-    "or_given": 'coalesce("{column}", "given_name")',
+    "or_given": 'coalesce("{column}", "given_name")',  # see _spec_attributes
 }
 
 

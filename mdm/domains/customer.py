@@ -60,6 +60,7 @@ DOMAIN = Domain(
             "occupation",
             "text",
             n.normalise_text,
+            pii=True,
             help_text="The person's occupation or job title.",
         ),
         # The address comes before the phone and the identifiers: they are read in its country.
