@@ -102,6 +102,12 @@ def _use_copy() -> bool:
     return connection.vendor == "postgresql"
 
 
+def uses_copy() -> bool:
+    """Whether rows go in with COPY (PostgreSQL): JSON values may then be anything orjson
+    serialises (dataclasses included); elsewhere they must be plain JSON types."""
+    return _use_copy()
+
+
 def records_create(
     records: list[RecordRow], *, history_date: datetime, reason: str, user: Any = None
 ) -> None:
@@ -293,6 +299,19 @@ def _copy_rows(
             write(values)
 
 
+def rows_create(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert rows (values of ``columns``, field attnames) of a model without history.
+
+    Columns left out must have a database default or be nullable (COPY runs no ``pre_save``).
+    """
+    if not _use_copy():
+        model._default_manager.bulk_create(
+            (model(**dict(zip(columns, row, strict=True))) for row in rows), batch_size=2000
+        )
+        return
+    _copy_rows(model, model._meta.db_table, columns, rows)
+
+
 def _history_model(model: type[Model]) -> Any:
     return model.history.model  # type: ignore[attr-defined]
 
@@ -354,15 +373,22 @@ def rows_create_with_history(
     all_columns = [*given, *missing]
     if defaults:
         full_rows = [(*row, *defaults) for row in full_rows]
-    _copy_rows(model, model._meta.db_table, all_columns, full_rows)
     history = _history_model(model)
     extra = (history_date, reason, "+", getattr(user, "pk", None))
-    _copy_rows(
-        history,
-        history._meta.db_table,
-        [*all_columns, "history_date", "history_change_reason", "history_type", "history_user_id"],
-        ((*row, *extra) for row in full_rows),
-    )
+    with transaction.atomic():
+        _copy_rows(model, model._meta.db_table, all_columns, full_rows)
+        _copy_rows(
+            history,
+            history._meta.db_table,
+            [
+                *all_columns,
+                "history_date",
+                "history_change_reason",
+                "history_type",
+                "history_user_id",
+            ],
+            ((*row, *extra) for row in full_rows),
+        )
     return ids
 
 
