@@ -374,21 +374,27 @@ def rows_create_with_history(
     if defaults:
         full_rows = [(*row, *defaults) for row in full_rows]
     history = _history_model(model)
-    extra = (history_date, reason, "+", getattr(user, "pk", None))
+    history_columns = [
+        *tracked,
+        "history_date",
+        "history_change_reason",
+        "history_type",
+        "history_user_id",
+    ]
+    table = model._meta.db_table
     with transaction.atomic():
-        _copy_rows(model, model._meta.db_table, all_columns, full_rows)
-        _copy_rows(
-            history,
-            history._meta.db_table,
-            [
-                *all_columns,
-                "history_date",
-                "history_change_reason",
-                "history_type",
-                "history_user_id",
-            ],
-            ((*row, *extra) for row in full_rows),
-        )
+        _copy_rows(model, table, all_columns, full_rows)
+        # The history rows are copied from the rows just written, on the server: the
+        # values (large JSON documents) cross the wire and get parsed once, not twice.
+        # WITH ORDINALITY keeps the history ids in the order of ``rows``.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {history._meta.db_table} ({', '.join(history_columns)}) "  # noqa: S608
+                f"SELECT {', '.join(f't.{c}' for c in tracked)}, %s, %s, '+', %s "
+                f"FROM unnest(%s::{pk.db_type(connection)}[]) WITH ORDINALITY AS k(pk, n) "
+                f"JOIN {table} t ON t.{pk.column} = k.pk ORDER BY k.n",
+                [history_date, reason, getattr(user, "pk", None), ids],
+            )
     return ids
 
 

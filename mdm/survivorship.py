@@ -74,6 +74,30 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
+_GROUPS: dict[int, tuple[Domain, tuple[tuple[str, ...], ...]]] = {}
+
+
+def _groups(domain: Domain) -> tuple[tuple[str, ...], ...]:
+    """The names of each attribute group of ``domain`` (a lone attribute is a group of
+    one), in declaration order; computed once per domain: ``survive`` runs per golden."""
+    cached = _GROUPS.get(id(domain))
+    if cached is None or cached[0] is not domain:
+        groups: list[tuple[str, ...]] = []
+        done: set[str] = set()
+        for attribute in domain.attributes:
+            if attribute.name in done:
+                continue
+            names = (
+                tuple(a.name for a in domain.attributes if a.group == attribute.group)
+                if attribute.group
+                else (attribute.name,)
+            )
+            done.update(names)
+            groups.append(names)
+        cached = _GROUPS[id(domain)] = (domain, tuple(groups))
+    return cached[1]
+
+
 def survive(
     domain: Domain, members: Sequence[Member], chain: Sequence[str] = DEFAULT_CHAIN
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -84,20 +108,15 @@ def survive(
     """
     attributes: dict[str, Any] = {}
     provenance: dict[str, dict[str, Any]] = {}
-    done: set[str] = set()
-    for attribute in domain.attributes:
-        if attribute.name in done:
-            continue
-        names = (
-            [a.name for a in domain.attributes if a.group == attribute.group]
-            if attribute.group
-            else [attribute.name]
-        )
-        done.update(names)
-        candidates = [m for m in members if any(n in m.attributes for n in names)]
+    for names in _groups(domain):
+        if len(names) == 1:
+            candidates = [m for m in members if names[0] in m.attributes]
+        else:
+            candidates = [m for m in members if any(n in m.attributes for n in names)]
         if not candidates:
             continue
-        competitors = len({_values(m, names) for m in candidates})
+        # A lone candidate competes with nobody: no need to compare values.
+        competitors = len({_values(m, names) for m in candidates}) if len(candidates) > 1 else 1
         rule = "only value"
         for strategy in chain:
             if len(candidates) == 1:
