@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+from django.db import connection
 from django.db.models import QuerySet
 
 from mdm.domains import get_domain
@@ -93,3 +98,43 @@ def golden_record_for_source_key(
         .first()
     )
     return golden_record_resolve(xref.golden) if xref else None
+
+
+def live_record_rows(
+    *, domain: str, columns: Sequence[str], ids: Sequence[int] | None = None
+) -> Iterator[tuple[Any, ...]]:
+    """Values of ``columns`` (field attnames) of the domain's live source records, all of
+    them or those of ``ids``, in no particular order.  For bulk reads (a full match):
+    on PostgreSQL the rows stream from a server-side cursor and JSON is decoded by orjson,
+    a few times faster than the ORM's ``json.loads`` per value."""
+    if connection.vendor != "postgresql":
+        qs = SourceRecord.objects.filter(domain=domain, is_deleted=False)
+        if ids is None:
+            yield from qs.values_list(*columns).iterator(5000)
+            return
+        for start in range(0, len(ids), 900):
+            yield from qs.filter(id__in=ids[start : start + 900]).values_list(*columns)
+        return
+    fields = {f.attname: f for f in SourceRecord._meta.concrete_fields}
+    json_at = [i for i, c in enumerate(columns) if fields[c].get_internal_type() == "JSONField"]
+    sql = (
+        f"SELECT {', '.join(fields[c].column for c in columns)} "  # noqa: S608
+        f"FROM {SourceRecord._meta.db_table} WHERE domain = %s AND NOT is_deleted"
+    )
+    params: list[Any] = [domain]
+    if ids is not None:
+        sql += " AND id = ANY(%s)"
+        params.append(list(ids))
+    loads = orjson.loads
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(5000):
+            if not json_at:
+                yield from rows
+                continue
+            for row in rows:
+                values = list(row)
+                for i in json_at:
+                    if values[i] is not None:
+                        values[i] = loads(values[i])
+                yield tuple(values)

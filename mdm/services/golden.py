@@ -21,7 +21,8 @@ from django.utils import timezone
 from mdm import bulk
 from mdm.domains import get_domain
 from mdm.domains.base import Domain
-from mdm.models import CrossReference, GoldenRecord, SourceRecord, SourceSystem
+from mdm.models import CrossReference, GoldenRecord, SourceSystem
+from mdm.selectors import live_record_rows
 from mdm.survivorship import Member, survive
 
 BATCH = 900  # ids per IN (...) query: below SQLite's parameter limit
@@ -97,22 +98,15 @@ def _members(domain: str, record_ids: list[int]) -> dict[int, Member]:
         "received_at",
         "attributes",
     )
-    live = SourceRecord.objects.filter(is_deleted=False)
     if len(record_ids) > DOMAIN_READ_AT:
         wanted = set(record_ids)
-        batches: Iterable[Any] = [
-            row
-            for row in live.filter(domain=domain).values_list(*columns).iterator(5000)
-            if row[0] in wanted
-        ]
-    else:
-        batches = (
-            row
-            for batch in _chunks(record_ids)
-            for row in live.filter(id__in=batch).values_list(*columns)
+        rows: Iterable[tuple[Any, ...]] = (
+            row for row in live_record_rows(domain=domain, columns=columns) if row[0] in wanted
         )
+    else:
+        rows = live_record_rows(domain=domain, columns=columns, ids=record_ids)
     members: dict[int, Member] = {}
-    for rid, system, key, updated, received, attributes in batches:
+    for rid, system, key, updated, received, attributes in rows:
         code, priority = systems[system]
         members[rid] = Member(rid, code, key, priority, updated or received, attributes)
     return members
