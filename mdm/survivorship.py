@@ -106,6 +106,8 @@ def survive(
     Deterministic for the same members whatever their order.  Members without a value for
     an attribute (or for every attribute of its group) do not compete for it.
     """
+    if len(members) == 1:
+        return _survive_alone(domain, members[0])
     attributes: dict[str, Any] = {}
     provenance: dict[str, dict[str, Any]] = {}
     for names in _groups(domain):
@@ -141,5 +143,28 @@ def survive(
                     "source_key": winner.source_key,
                     "rule": rule,
                     "competitors": competitors,
+                }
+    return attributes, provenance
+
+
+def _survive_alone(
+    domain: Domain, member: Member
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """What ``survive`` gives for one member, without its comparisons: a lone candidate
+    wins every attribute it has a value for as the "only value" (most golden records of a
+    full match have a single member, so this is most of its survivorship time)."""
+    attributes: dict[str, Any] = {}
+    provenance: dict[str, dict[str, Any]] = {}
+    values = member.attributes
+    for names in _groups(domain):
+        for name in names:
+            if name in values:
+                attributes[name] = values[name]
+                provenance[name] = {
+                    "record": member.record_id,
+                    "source": member.source,
+                    "source_key": member.source_key,
+                    "rule": "only value",
+                    "competitors": 1,
                 }
     return attributes, provenance

@@ -64,3 +64,20 @@ def test_full_tie_is_broken_by_record_id_and_order_does_not_matter():
 
     assert first == second == {"email": "b@example.com"}
     assert provenance["email"]["rule"] in {"most_complete", "lowest record id"}
+
+
+def test_a_lone_member_gives_every_value_it_has_as_the_only_value():
+    alone = member(4, "crm", 10, OLD, given_name="Ann", city="Leeds", country="GB", shoe="42")
+    empty = member(9, "erp", 1, NEW)  # competes for nothing: the general path, same result
+
+    attributes, provenance = survive(CUSTOMER, [alone])
+
+    assert attributes == {"given_name": "Ann", "city": "Leeds", "country": "GB"}
+    assert provenance["city"] == {
+        "record": 4,
+        "source": "crm",
+        "source_key": "crm-4",
+        "rule": "only value",
+        "competitors": 1,
+    }
+    assert (attributes, provenance) == survive(CUSTOMER, [alone, empty])
