@@ -31,6 +31,8 @@ from mdm.models import CrossReference, RecordChange, SourceRecord
 from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
 from stewardship.models import ReviewTask
 
+ANALYZE_AT = 10_000  # refresh the planner's statistics after writing this many pairs
+
 
 class MatchingError(ValueError):
     """A match request that cannot run; the message says what to do."""
@@ -197,7 +199,10 @@ def _store_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) ->
     ReviewTask.objects.filter(pair__domain=domain).update(pair=None)
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {MatchPair._meta.db_table} WHERE domain = %s", [domain])  # noqa: S608
+    pairs = list(pairs)
     _insert_pairs(domain, model, pairs)
+    if len(pairs) >= ANALYZE_AT:  # the review-task query reads them next
+        bulk.table_analyze(MatchPair)
 
 
 def _insert_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:

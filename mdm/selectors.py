@@ -115,7 +115,7 @@ def live_record_rows(
         for start in range(0, len(ids), 900):
             yield from qs.filter(id__in=ids[start : start + 900]).values_list(*columns)
         return
-    fields = {f.attname: f for f in SourceRecord._meta.concrete_fields}
+    fields: dict[str, Any] = {f.attname: f for f in SourceRecord._meta.concrete_fields}
     json_at = [i for i, c in enumerate(columns) if fields[c].get_internal_type() == "JSONField"]
     sql = (
         f"SELECT {', '.join(fields[c].column for c in columns)} "  # noqa: S608

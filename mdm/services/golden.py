@@ -52,14 +52,21 @@ def _survive(dom: Domain, members: list[Member]) -> tuple[dict[str, Any], dict[s
     return survive(dom, members)
 
 
-def _links_of_records(domain: str, record_ids: list[int]) -> dict[int, int]:
+def _domain_links(domain: str) -> list[tuple[int, int]]:
+    """(record id, golden id) of every cross-reference of the domain."""
+    rows = CrossReference.objects.filter(golden__domain=domain).values_list(
+        "record_id", "golden_id"
+    )
+    return list(rows.iterator(5000))
+
+
+def _links_of_records(
+    domain: str, record_ids: list[int], every: list[tuple[int, int]] | None = None
+) -> dict[int, int]:
     """record id -> golden id of these records' cross-references."""
-    if len(record_ids) > DOMAIN_READ_AT:
+    if every is not None or len(record_ids) > DOMAIN_READ_AT:
         wanted = set(record_ids)
-        rows = CrossReference.objects.filter(golden__domain=domain).values_list(
-            "record_id", "golden_id"
-        )
-        return {rid: gid for rid, gid in rows.iterator(5000) if rid in wanted}
+        return {rid: gid for rid, gid in every or _domain_links(domain) if rid in wanted}
     links: dict[int, int] = {}
     for batch in _chunks(record_ids):
         links.update(
@@ -68,14 +75,13 @@ def _links_of_records(domain: str, record_ids: list[int]) -> dict[int, int]:
     return links
 
 
-def _links_of_goldens(domain: str, golden_ids: list[int]) -> list[tuple[int, int]]:
+def _links_of_goldens(
+    domain: str, golden_ids: list[int], every: list[tuple[int, int]] | None = None
+) -> list[tuple[int, int]]:
     """(record id, golden id) of every member of these golden records."""
-    if len(golden_ids) > DOMAIN_READ_AT:
+    if every is not None or len(golden_ids) > DOMAIN_READ_AT:
         wanted = set(golden_ids)
-        rows = CrossReference.objects.filter(golden__domain=domain).values_list(
-            "record_id", "golden_id"
-        )
-        return [(rid, gid) for rid, gid in rows.iterator(5000) if gid in wanted]
+        return [(rid, gid) for rid, gid in every or _domain_links(domain) if gid in wanted]
     links: list[tuple[int, int]] = []
     for batch in _chunks(golden_ids):
         links.extend(
@@ -177,14 +183,17 @@ def golden_records_apply_clusters(
     now = timezone.now()
     with transaction.atomic():
         record_ids = list(clusters)
-        current = _links_of_records(dom.code, record_ids)
+        # A large clustering (a full run) reads the domain's cross-reference once.
+        every = _domain_links(dom.code) if len(record_ids) > DOMAIN_READ_AT else None
+        current = _links_of_records(dom.code, record_ids, every)
         touched = set(current.values())
         # Members of touched golden records outside the clustering keep their golden record.
         outside: dict[int, int] = {
             rid: gid
-            for rid, gid in _links_of_goldens(dom.code, sorted(touched))
+            for rid, gid in _links_of_goldens(dom.code, sorted(touched), every)
             if rid not in clusters
         }
+        del every
         members: dict[Hashable, list[int]] = defaultdict(list)
         where: dict[int, Counter[Hashable]] = defaultdict(
             Counter
