@@ -223,21 +223,27 @@ def _pairs_and_tasks():
     return pairs, tasks
 
 
-def test_pairs_written_with_copy_are_those_the_orm_writes(require_postgres, keys, monkeypatch):
-    from mdm import bulk
+class ExplainingEngine(FixedEngine):
+    """Pairs with the higher id first and contributions that carry values."""
 
-    contributions = (
+    explained = (
         Contribution("email", "exact", 9.8, "ann@example.com", "ann@example.com"),
         Contribution("date_of_birth", "within a year", -1.25, "1980-01-02", None),
     )
-    engine = FixedEngine(SCORES, keys)
-    engine_copy = FixedEngine(SCORES, keys)
-    for e in (engine, engine_copy):
-        e.score_all = lambda spec, model, records, *, threshold, e=e: [
-            ScoredPair(keys[b], keys[a], p, 3.5, contributions)  # right < left: stored ordered
-            for (a, b), p in e.scores.items()
+
+    def score_all(self, spec, model, records, *, threshold):
+        return [
+            ScoredPair(self.keys[b], self.keys[a], p, 3.5, self.explained)
+            for (a, b), p in self.scores.items()
             if p >= threshold
         ]
+
+
+def test_pairs_written_with_copy_are_those_the_orm_writes(require_postgres, keys, monkeypatch):
+    from mdm import bulk
+
+    engine = ExplainingEngine(SCORES, keys)
+    engine_copy = ExplainingEngine(SCORES, keys)
     match_model_train(domain="customer", engine=engine)
     with monkeypatch.context() as patch:
         patch.setattr(bulk, "_use_copy", lambda: False)
