@@ -66,7 +66,8 @@ def _links_of_records(
     """record id -> golden id of these records' cross-references."""
     if every is not None or len(record_ids) > DOMAIN_READ_AT:
         wanted = set(record_ids)
-        return {rid: gid for rid, gid in every or _domain_links(domain) if rid in wanted}
+        pairs = _domain_links(domain) if every is None else every
+        return {rid: gid for rid, gid in pairs if rid in wanted}
     links: dict[int, int] = {}
     for batch in _chunks(record_ids):
         links.update(
@@ -81,7 +82,8 @@ def _links_of_goldens(
     """(record id, golden id) of every member of these golden records."""
     if every is not None or len(golden_ids) > DOMAIN_READ_AT:
         wanted = set(golden_ids)
-        return [(rid, gid) for rid, gid in every or _domain_links(domain) if gid in wanted]
+        pairs = _domain_links(domain) if every is None else every
+        return [(rid, gid) for rid, gid in pairs if gid in wanted]
     links: list[tuple[int, int]] = []
     for batch in _chunks(golden_ids):
         links.extend(
@@ -92,6 +94,8 @@ def _links_of_goldens(
 
 def _members(domain: str, record_ids: list[int]) -> dict[int, Member]:
     """The live records among ``record_ids`` as survivorship sees them, by record id."""
+    if not record_ids:
+        return {}
     systems = {
         pk: (code, priority)
         for pk, code, priority in SourceSystem.objects.values_list("pk", "code", "priority")
