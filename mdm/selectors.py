@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+from django.db import connection
 from django.db.models import QuerySet
 
 from mdm.domains import get_domain
@@ -315,3 +318,56 @@ def golden_record_timeline(*, golden_id: int) -> list[TimelineEntry]:
                 last = row
     entries.reverse()
     return entries
+
+
+def live_record_rows(
+    *,
+    domain: str,
+    columns: Sequence[str],
+    ids: Sequence[int] | None = None,
+    exclude_sources: Sequence[str] = (),
+) -> Iterator[tuple[Any, ...]]:
+    """Values of ``columns`` (field attnames) of the domain's live source records, all of
+    them or those of ``ids``, without those of the source systems ``exclude_sources``, in
+    no particular order.  For bulk reads (a full match): on PostgreSQL the rows stream from
+    a server-side cursor and JSON is decoded by orjson, a few times faster than the ORM's
+    ``json.loads`` per value."""
+    excluded = list(
+        SourceSystem.objects.filter(code__in=exclude_sources).values_list("id", flat=True)
+    )
+    if connection.vendor != "postgresql":
+        qs = SourceRecord.objects.filter(domain=domain, is_deleted=False).exclude(
+            source_system_id__in=excluded
+        )
+        if ids is None:
+            yield from qs.values_list(*columns).iterator(5000)
+            return
+        for start in range(0, len(ids), 900):
+            yield from qs.filter(id__in=ids[start : start + 900]).values_list(*columns)
+        return
+    fields: dict[str, Any] = {f.attname: f for f in SourceRecord._meta.concrete_fields}
+    json_at = [i for i, c in enumerate(columns) if fields[c].get_internal_type() == "JSONField"]
+    sql = (
+        f"SELECT {', '.join(fields[c].column for c in columns)} "  # noqa: S608
+        f"FROM {SourceRecord._meta.db_table} WHERE domain = %s AND NOT is_deleted"
+    )
+    params: list[Any] = [domain]
+    if ids is not None:
+        sql += " AND id = ANY(%s)"
+        params.append(list(ids))
+    if excluded:
+        sql += " AND NOT (source_system_id = ANY(%s))"
+        params.append(excluded)
+    loads = orjson.loads
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(5000):
+            if not json_at:
+                yield from rows
+                continue
+            for row in rows:
+                values = list(row)
+                for i in json_at:
+                    if values[i] is not None:
+                        values[i] = loads(values[i])
+                yield tuple(values)
