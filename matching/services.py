@@ -29,6 +29,7 @@ from mdm.domains import get_domain
 from mdm.domains.match_spec import MatchSpec
 from mdm.models import CrossReference, RecordChange, SourceRecord
 from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
+from mdm.services.locks import golden_domain_lock
 from stewardship.models import ReviewTask
 
 ANALYZE_AT = 10_000  # refresh the planner's statistics after writing this many pairs
@@ -158,6 +159,18 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
         timings["cluster"] = time.perf_counter() - t
         t = time.perf_counter()
         with transaction.atomic():
+            # Steward commands wait from here; one that committed while this run scored
+            # changed the constraints: cluster again with them (scores stay valid).
+            golden_domain_lock(domain)
+            if _constraints(domain) != (must, cannot):
+                must, cannot = _constraints(domain)
+                result = cluster(
+                    [r.id for r in records],
+                    (Edge(p.left, p.right, p.match_probability) for p in pairs),
+                    threshold=model.upper_threshold,
+                    must_link=must,
+                    cannot_link=cannot,
+                )
             _store_pairs(domain, model, pairs)
             applied = golden_records_apply_clusters(
                 domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
@@ -308,6 +321,7 @@ def match_pending(
         return None
     started = time.perf_counter()
     with transaction.atomic():
+        golden_domain_lock(domain)
         markers = list(
             RecordChange.objects.select_for_update(skip_locked=True)
             .filter(domain=domain)
