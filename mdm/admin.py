@@ -15,6 +15,8 @@ from mdm.models import (
     GoldenOperation,
     GoldenRecord,
     IngestRun,
+    QualityRule,
+    QualityRun,
     QuarantinedPayload,
     SourceMapping,
     SourceRecord,
@@ -22,6 +24,7 @@ from mdm.models import (
     SourceToken,
     UserToken,
 )
+from mdm.quality import rule_spec_errors
 from mdm.services.quarantine import QuarantineStateError, quarantined_payload_replay
 from mdm.services.sources import source_token_issue, source_token_revoke
 from mdm.services.user_tokens import user_token_revoke
@@ -240,3 +243,78 @@ class UserTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             user_token_revoke(token=token)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+class QualityRuleForm(forms.ModelForm):
+    domain = forms.ChoiceField(choices=[])
+
+    class Meta:
+        model = QualityRule
+        fields = [
+            "domain",
+            "name",
+            "kind",
+            "attribute",
+            "params",
+            "source_system",
+            "description",
+            "is_active",
+            "opens_tasks",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].choices = [(code, code) for code in domain_codes()]  # type: ignore[attr-defined]
+        self.fields["params"].required = False
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        errors = rule_spec_errors(
+            domain=data.get("domain", ""),
+            kind=data.get("kind", ""),
+            attribute=data.get("attribute", ""),
+            params=data.get("params") or {},
+        )
+        for field, message in errors.items():
+            self.add_error(field if field in self.fields else None, message)
+        return data
+
+
+@admin.register(QualityRule)
+class QualityRuleAdmin(SimpleHistoryAdmin):
+    form = QualityRuleForm
+    list_display = [
+        "name",
+        "domain",
+        "kind",
+        "attribute",
+        "source_system",
+        "is_active",
+        "opens_tasks",
+    ]
+    list_filter = ["domain", "kind", "is_active"]
+    search_fields = ["name", "attribute", "description"]
+
+
+@admin.register(QualityRun)
+class QualityRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "domain",
+        "trigger",
+        "started_at",
+        "records_checked",
+        "failures",
+        "issues_opened",
+        "issues_resolved",
+        "duration_seconds",
+    ]
+    list_filter = ["domain", "trigger"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,5 +1,19 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
 class StewardshipConfig(AppConfig):
     name = "stewardship"
+
+    def ready(self) -> None:
+        # mdm imports no other app: it hands failing records to whoever registered.
+        from mdm.services.quality import quality_task_opener_register
+
+        quality_task_opener_register(_open_quality_task)
+
+
+def _open_quality_task(domain: str, record_id: int, rule: str, details: dict[str, Any]) -> None:
+    from stewardship.services import data_quality_task_open
+
+    data_quality_task_open(domain=domain, record_id=record_id, rule=rule, details=details)

@@ -200,11 +200,17 @@ CELERY_BEAT_SCHEDULE = {
     "match-pending": {"task": "matching.match_pending_all", "schedule": 60.0},
     "escalate-review-tasks": {"task": "stewardship.escalate_review_tasks", "schedule": 60.0},
     "survivorship-jobs-resume": {"task": "mdm.survivorship_jobs_resume", "schedule": 120.0},
+    "quality-check-all": {
+        "task": "mdm.quality_check_all",
+        "schedule": float(os.environ.get("AURUM_QUALITY_SCHEDULE_SECONDS", "3600")),
+    },
 }
 # A review task is due this many hours after it opens, unless its domain's ServiceLevel says.
 AURUM_REVIEW_DUE_HOURS = int(os.environ.get("AURUM_REVIEW_DUE_HOURS", "48"))
 # Queue incremental matching after every ingest that changed records.
 AURUM_MATCH_AFTER_INGEST = env_bool("AURUM_MATCH_AFTER_INGEST", True)
+# Run the domain's data-quality rules over an ingest run's records after it commits.
+AURUM_QUALITY_AFTER_INGEST = env_bool("AURUM_QUALITY_AFTER_INGEST", True)
 # A survivorship preview reads at most this many golden records; a larger domain is
 # previewed on a sample spread over it and the counts are scaled (marked "estimated").
 AURUM_SURVIVORSHIP_PREVIEW_LIMIT = int(os.environ.get("AURUM_SURVIVORSHIP_PREVIEW_LIMIT", "20000"))

@@ -47,6 +47,7 @@ from mdm.models import (
 )
 from mdm.parallel import Normalised, normalise_rows, worker_init, worker_normalise
 from mdm.readers import SourceRow, detect_format, line_label, open_rows
+from mdm.services.quality import quality_check_notify
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ def ingest_run_finish(
     run.save()
     if counts.created or counts.updated or counts.deleted:
         records_changed_notify(domain=run.domain)
+        quality_check_notify(ingest_run_id=run.pk)
     return run
 
 
