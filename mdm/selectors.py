@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import models
 from django.db.models import QuerySet
 
 from mdm.domains import get_domain
@@ -16,6 +17,8 @@ from mdm.models import (
     CrossReference,
     GoldenRecord,
     IngestRun,
+    QualityRun,
+    QualityScore,
     QuarantinedPayload,
     SourceMapping,
     SourceRecord,
@@ -315,3 +318,44 @@ def golden_record_timeline(*, golden_id: int) -> list[TimelineEntry]:
                 last = row
     entries.reverse()
     return entries
+
+
+# --- data quality ---------------------------------------------------------------------
+
+QUALITY_DIMENSIONS = ("completeness", "validity", "uniqueness", "consistency", "freshness")
+
+
+def quality_latest_runs() -> dict[str, int]:
+    """The latest whole-domain quality run of each domain: domain -> run id."""
+    rows = (
+        QualityRun.objects.exclude(trigger=QualityRun.Trigger.INGEST)
+        .filter(finished_at__isnull=False)
+        .values("domain")
+        .annotate(latest=models.Max("id"))
+        .order_by()
+    )
+    return {row["domain"]: row["latest"] for row in rows}
+
+
+def quality_dimension_scores(
+    *, domain: str | None = None, source_code: str | None = None
+) -> dict[str, dict[str, float]]:
+    """domain -> dimension -> share of checks passed (0-1), from the latest whole-domain run.
+
+    A dimension's score pools its rules: 1 - failed / checked over all of them."""
+    runs = quality_latest_runs()
+    if domain is not None:
+        runs = {domain: runs[domain]} if domain in runs else {}
+    scores = QualityScore.objects.filter(run_id__in=runs.values())
+    if source_code:
+        scores = scores.filter(source_system__code=source_code)
+    rows = (
+        scores.values("domain", "dimension")
+        .annotate(checked=models.Sum("checked"), failed=models.Sum("failed"))
+        .order_by("domain", "dimension")
+    )
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        if row["checked"]:
+            out[row["domain"]][row["dimension"]] = 1 - row["failed"] / row["checked"]
+    return dict(out)

@@ -209,6 +209,8 @@ CELERY_BEAT_SCHEDULE = {
 AURUM_REVIEW_DUE_HOURS = int(os.environ.get("AURUM_REVIEW_DUE_HOURS", "48"))
 # Queue incremental matching after every ingest that changed records.
 AURUM_MATCH_AFTER_INGEST = env_bool("AURUM_MATCH_AFTER_INGEST", True)
+# When set, a Prometheus scrape of /metrics must send it as a bearer token.
+AURUM_METRICS_TOKEN = os.environ.get("AURUM_METRICS_TOKEN", "")
 # Run the domain's data-quality rules over an ingest run's records after it commits.
 AURUM_QUALITY_AFTER_INGEST = env_bool("AURUM_QUALITY_AFTER_INGEST", True)
 # A survivorship preview reads at most this many golden records; a larger domain is
