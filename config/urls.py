@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config import ops
 from matching.api import MatchSearchView
+from mdm.views import quality_page
 
 urlpatterns = [
     path("healthz", ops.healthz, name="healthz"),
@@ -16,6 +17,8 @@ urlpatterns = [
     path("steward/", include("stewardship.urls")),
     path("api/v1/steward/", include("stewardship.api.urls")),
     path("survivorship/", include("mdm.urls")),
+    path("quality/<slug:domain>/", quality_page, name="quality"),
+    path("matching/", include("matching.urls")),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
