@@ -113,10 +113,12 @@ def histogram(
         )
     for name, value in (marks or {}).items():
         x = x_of(value)
+        # Near the right edge the label goes to the left of its line, so it is not clipped.
+        anchor, dx = ("end", -3) if x > left + plot_w * 0.8 else ("start", 3)
         parts.append(
             f'<line class="mark" data-mark="{escape(name)}" x1="{x:.1f}" y1="{top}" '
-            f'x2="{x:.1f}" y2="{top + plot_h}"/><text class="mark-label" x="{x + 3:.1f}" '
-            f'y="{top + 10}">{escape(name)} {value:g}</text>'
+            f'x2="{x:.1f}" y2="{top + plot_h}"/><text class="mark-label" x="{x + dx:.1f}" '
+            f'y="{top + 10}" text-anchor="{anchor}">{escape(name)} {value:g}</text>'
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - built above from escaped parts
