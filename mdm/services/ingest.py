@@ -185,6 +185,16 @@ def ingest_run_finish(
         run.status = IngestRun.Status.SUCCEEDED
     run.errors = errors[:MAX_STORED_ERRORS]
     run.save()
+    logger.info(
+        "ingest run %s finished: %s",
+        run.pk,
+        run.status,
+        extra={
+            "ingest_run": run.pk,
+            "source_system": run.source_system_id,
+            "counts": counts.as_dict(),
+        },
+    )
     if counts.created or counts.updated or counts.deleted:
         records_changed_notify(domain=run.domain)
         quality_check_notify(ingest_run_id=run.pk)
