@@ -565,3 +565,59 @@ class QualityIssue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule_id} on record {self.record_id}"
+
+
+class AlertRule(models.Model):
+    """A threshold an admin set on one of the hub's signals, and where to say it was crossed.
+
+    It fires once when the signal goes above ``threshold`` (an incident) and clears once when
+    it is back at or below it; nothing is sent while it stays on either side.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    name = models.CharField(max_length=100, unique=True)
+    # A signal registered with mdm.services.alerts (e.g. "overdue_tasks", "quality_score_drop").
+    signal = models.CharField(max_length=50)
+    domain = models.CharField(max_length=50, blank=True, help_text="Empty: every domain.")
+    threshold = models.FloatField(help_text="The alert fires when the signal is above this.")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    # E-mail addresses (comma-separated) or the webhook URL.
+    target = models.CharField(max_length=500)
+    is_active = models.BooleanField(default=True)
+    firing = models.BooleanField(default=False)
+    fired_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords(get_user=history_user, excluded_fields=["last_checked_at"])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertEvent(models.Model):
+    """An alert firing or clearing, with the notification's outcome."""
+
+    class Kind(models.TextChoices):
+        FIRED = "fired"
+        CLEARED = "cleared"
+
+    alert = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.FloatField()
+    threshold = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.alert_id} {self.kind} at {self.value}"

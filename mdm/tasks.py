@@ -45,3 +45,11 @@ def quality_check_ingest_run(ingest_run_id: int) -> int:
 def quality_check_all() -> int:
     """The scheduled whole-domain data-quality run (scores and trend).  Safe to run twice."""
     return len(quality_services.quality_check_all())
+
+
+@shared_task(name="mdm.alerts_evaluate")
+def alerts_evaluate() -> int:
+    """Fire or clear the admin's alerts; one notification per incident.  Safe to run twice."""
+    from mdm.services.alerts import alerts_evaluate as evaluate
+
+    return len(evaluate())

@@ -11,9 +11,22 @@ class StewardshipConfig(AppConfig):
         from mdm.services.quality import quality_task_opener_register
 
         quality_task_opener_register(_open_quality_task)
+        from mdm.services.alerts import alert_signal_register
+
+        alert_signal_register(
+            name="overdue_tasks",
+            description="Open review tasks past their due time",
+            measure=_overdue_tasks,
+        )
 
 
 def _open_quality_task(domain: str, record_id: int, rule: str, details: dict[str, Any]) -> None:
     from stewardship.services import data_quality_task_open
 
     data_quality_task_open(domain=domain, record_id=record_id, rule=rule, details=details)
+
+
+def _overdue_tasks(domain: str | None) -> float:
+    from stewardship.selectors import review_tasks_overdue_count
+
+    return float(review_tasks_overdue_count(domain=domain))

@@ -83,24 +83,34 @@ def test_a_request_without_an_id_gets_a_new_one(client):
     assert len(first) == 32 and len(second) == 32 and first != second
 
 
-def test_a_queued_task_carries_the_id_in_its_message_header(tmp_path: Path):
-    # The embedded filesystem broker is a real kombu transport: read the message it wrote.
-    options: dict[str, Any] = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    folder = Path(options["data_folder_in"])
-    before = set(folder.glob("*.msg"))
+def test_a_queued_task_carries_the_id_in_its_message_header():
+    # A real broker (the embedded filesystem one, or Redis): read the message it stored.
+    queue = "aurum-test-correlation"
     token = correlation_id.set("ingest-43")
     try:
-        quality_check_ingest_run.apply_async(args=(0,), queue="aurum-test-correlation")
+        if str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
+            options: dict[str, Any] = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+            folder = Path(options["data_folder_in"])
+            before = set(folder.glob("*.msg"))
+            quality_check_ingest_run.apply_async(args=(0,), queue=queue)
+            written = set(folder.glob("*.msg")) - before
+            bodies = [path.read_text() for path in written]
+            for path in written:
+                path.unlink()
+        else:
+            import redis
+
+            client = redis.Redis.from_url(str(settings.CELERY_BROKER_URL))
+            client.delete(queue)
+            quality_check_ingest_run.apply_async(args=(0,), queue=queue)
+            stored: list[bytes] = client.lrange(queue, 0, -1)  # type: ignore[assignment]
+            bodies = [raw.decode() for raw in stored]
+            client.delete(queue)
     finally:
         correlation_id.reset(token)
-    written = set(folder.glob("*.msg")) - before
-    try:
-        assert len(written) == 1
-        message = json.loads(next(iter(written)).read_text())
-        assert message["headers"]["correlation_id"] == "ingest-43"
-    finally:
-        for path in written:
-            path.unlink()
+
+    assert len(bodies) == 1
+    assert json.loads(bodies[0])["headers"]["correlation_id"] == "ingest-43"
 
 
 @pytest.mark.django_db
