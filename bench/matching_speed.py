@@ -2,7 +2,7 @@
 
     python bench/matching_speed.py [--records 1000000 | --quick] [--skip-ingest]
                                    [--searches 200] [--seed 7] [--hub-timeout 1200]
-                                   [--server-jit]
+                                   [--server-jit] [--skip-full-match]
 
 Runs against the configured database (DATABASE_URL; point it at PostgreSQL for real
 figures).  Steps, each timed and printed with what it was measured on:
@@ -26,6 +26,9 @@ figures).  Steps, each timed and printed with what it was measured on:
    records (p50/p95/p99 after a warm-up call that builds the match store), against Splink's
    ``predict_between`` of one candidate on the same table (target: hub p95 <= 1/5 of it);
 6. the process's peak memory.
+
+``--skip-full-match`` skips steps 3 and 4, to measure search alone (there are then no golden
+records to check the top search result against).
 
 ``--quick`` is 50,000 records; ``--skip-ingest`` reuses the records already loaded (their
 truth is regenerated and matched by source key, so give the same ``--records`` and
@@ -996,8 +999,10 @@ def breakdown_of_search(report: Report, candidates: Sequence[tuple[int, dict[str
     probe.wrap(match_services, "_trained", "_trained (model from JSON)")
     probe.wrap(match_services, "store_for", "store_for (history check SQL)")
     probe.wrap(splink_engine, "prepare_table", "prepare_table (candidate)")
-    probe.wrap(splink_engine.MatchStore, "_refresh_term_frequencies", "store: TF refresh check")
-    probe.wrap(splink_engine.MatchStore, "_predict", "store: predict_between replay")
+    probe.wrap(splink_engine.MatchStore, "_lookup", "store: key index lookup")
+    probe.wrap(splink_engine.MatchStore, "_rows", "store: rows of the records found")
+    probe.wrap(splink_engine.MatchStore, "_blocked_pairs", "store: blocked pairs")
+    probe.wrap(splink_engine.MatchStore, "_register_term_frequencies", "store: TF tables")
     probe.wrap(splink_engine, "_pairs", "store: _pairs")
     t = time.perf_counter()
     try:
@@ -1058,6 +1063,11 @@ def main() -> None:
         action="store_true",
         help="keep the server's JIT setting (PostgreSQL JIT can compile bulk_update's CASE "
         "for hours, without answering a cancel); by default this session turns it off",
+    )
+    parser.add_argument(
+        "--skip-full-match",
+        action="store_true",
+        help="skip steps 3 and 4 (hub full match, bare Splink predict): measure search alone",
     )
     args = parser.parse_args()
     logging.getLogger("splink").setLevel(logging.WARNING)
@@ -1134,6 +1144,15 @@ def main() -> None:
         print(f"  model warning: {warning}")
     lower, upper = model.lower_threshold, model.upper_threshold
     gc.collect()
+    if args.skip_full_match:
+        report.section("full match and bare Splink predict: skipped (--skip-full-match)")
+        con, db_api, existing, linker = bare_linker(spec, model)
+        hub_times = search_before_create(
+            report, args, set(truth), spec, linker, existing, db_api, con
+        )
+        con.close()
+        report_memory(report, n, hub_times)
+        return
 
     # 3. full match through the hub ------------------------------------------------------
     report.section(f"full match through the hub (match_run_full), thresholds {lower} / {upper}")
@@ -1283,6 +1302,37 @@ def main() -> None:
     gc.collect()
 
     # 5. search before create ------------------------------------------------------------
+    hub_times = search_before_create(report, args, ids, spec, linker, existing, db_api, con)
+    con.close()
+    report_memory(report, n, hub_times)
+
+
+def bare_linker(
+    spec: Any, model: MatchModel
+) -> tuple[duckdb.DuckDBPyConnection, DuckDBAPI, Any, Linker]:
+    """A Linker of the trained model on the prepared records (for --skip-full-match)."""
+    table = splink_engine.prepare_table(spec, engine_records(DOMAIN), with_dataset=False)
+    con = duckdb.connect(":memory:")
+    con.register("arrow_existing", table)
+    con.execute("create table existing as select * from arrow_existing")
+    con.unregister("arrow_existing")
+    db_api = DuckDBAPI(con)
+    existing = db_api.register("existing", table_name="existing_records")
+    return con, db_api, existing, Linker(existing, model_settings(model), log_level=None)
+
+
+def search_before_create(
+    report: Report,
+    args: argparse.Namespace,
+    ids: set[int],
+    spec: Any,
+    linker: Linker,
+    existing: Any,
+    db_api: DuckDBAPI,
+    con: duckdb.DuckDBPyConnection,
+) -> list[float]:
+    """Step 5: the hub's match_search against Splink's predict_between; the hub's times."""
+    splink_settings = model_settings(MatchModel.objects.get(domain=DOMAIN, is_active=True))
     report.section(f"search before create: {args.searches} misspelt existing records")
     rng = random.Random(args.seed + 1)
     all_ids = sorted(ids)
@@ -1351,9 +1401,11 @@ def main() -> None:
         f"{search_ratio:.3f}",
         f"target <= 0.2 ({'met' if search_ratio <= 0.2 else 'NOT met'})",
     )
-    con.close()
+    return hub_times
 
-    # 6. memory --------------------------------------------------------------------------
+
+def report_memory(report: Report, n: int, hub_times: Sequence[float]) -> None:
+    """Step 6: the process's peak memory, then the report."""
     report.section("memory")
     report.add("peak RSS of the process", f"{peak_mb():,.0f} MB", f"{n:,} records")
     mean_hub = statistics.fmean(hub_times)

@@ -19,9 +19,11 @@ How a ``MatchSpec`` becomes a Splink model
 * A trained model's ``parameters`` is Splink's own JSON (``save_model_to_json``): scoring
   loads it as is, so the engine's probabilities are exactly bare Splink's.
 * Candidates (search-before-create, incremental matching) are scored against a
-  :class:`MatchStore`: the existing records prepared once in a DuckDB connection with their
-  term-frequency tables, kept in step by ``upsert``/``delete``, scored with Splink's
-  ``predict_between``.
+  :class:`MatchStore`: the existing records prepared once and kept in memory with an index
+  per blocking rule and their term frequencies, kept in step by ``upsert``/``delete``. A
+  candidate's blocks are found through the indexes, and just those records are scored with
+  Splink's own ``predict_between`` SQL, so a search costs what its blocks cost, not what
+  the store holds, and scores exactly as ``predict_between`` against all the records.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ import gc
 import itertools
 import logging
 import math
+import os
+import re
 import threading
 import time
 import unicodedata
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,6 +53,7 @@ import pyarrow as pa
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink import comparison_level_library as cll
 from splink.comparison_library import CustomComparison
+from splink.internals.blocking import ExplodingBlockingRule
 from splink.internals.comparison_level_creator import ComparisonLevelCreator
 from splink.internals.exceptions import SplinkException
 
@@ -1106,26 +1113,117 @@ class _RecordingDuckDBAPI(DuckDBAPI):
         return super()._execute_sql_against_backend(final_sql)
 
 
-def _replayable(sql: str) -> bool:
-    head = sql.lstrip()[:12].upper()
-    return head.startswith(("CREATE TABLE", "DROP TABLE"))
+_CREATE_TABLE = re.compile(r"\s*CREATE TABLE\s+(\S+)\s+AS\s", re.IGNORECASE)
+
+
+def _created_tables(statements: Iterable[str]) -> dict[str, str]:
+    """The query of each ``CREATE TABLE name AS query`` statement, by table name."""
+    created = {}
+    for statement in statements:
+        match = _CREATE_TABLE.match(statement)
+        if match:
+            created[match.group(1)] = statement[match.end() :]
+    return created
+
+
+@dataclass(frozen=True)
+class _KeyRule:
+    """A blocking rule as the store indexes it: its key on each side, as SQL.
+
+    A ``block_on`` rule blocks a pair exactly when the stored (left) record's key equals
+    the candidate's (right) key with no part of it null. The store finds the records
+    whose key *hash* equals the candidate's, then compares the keys themselves.
+    """
+
+    stored: tuple[str, ...]  # the key's expressions on the stored record's columns
+    candidate: tuple[str, ...]
+
+    @property
+    def stored_hash(self) -> str:
+        return _key_hash_sql(self.stored)
+
+
+def _key_hash_sql(expressions: Sequence[str]) -> str:
+    not_null = " and ".join(f"({e}) is not null" for e in expressions)
+    return f"case when {not_null} then hash({', '.join(expressions)}) end"
+
+
+def _key_rules(settings: Mapping[str, Any]) -> list[_KeyRule]:
+    """The blocking rules of a model as the store indexes them.
+
+    Each rule must be equalities between an expression of the left record and one of the
+    right record, nothing else: that is what ``block_on`` (and so every match spec) makes.
+    """
+    parsed = SettingsCreator.from_path_or_dict(dict(settings)).get_settings("duckdb")
+    rules = []
+    for rule in parsed._blocking_rules_to_generate_predictions:
+        exploding = isinstance(rule, ExplodingBlockingRule)
+        equalities = [] if exploding else rule._equi_join_conditions
+        if exploding or not equalities or rule._filter_conditions.upper() != "TRUE":
+            raise ValueError(
+                f"the match store indexes blocking rules made of equalities only; "
+                f"{rule.blocking_rule_sql!r} is not"
+            )
+        rules.append(
+            _KeyRule(
+                stored=tuple(left for left, _ in equalities),
+                candidate=tuple(right for _, right in equalities),
+            )
+        )
+    return rules
+
+
+@dataclass
+class _KeyIndex:
+    """One blocking rule's keys of the base records: hashes sorted, ids alongside."""
+
+    hashes: array[int]
+    ids: array[int]
+
+    def find(self, key: int) -> array[int]:
+        return self.ids[bisect_left(self.hashes, key) : bisect_right(self.hashes, key)]
+
+
+def _int_array(code: str, column: pa.ChunkedArray | pa.Array) -> array[int]:
+    """A null-free 64-bit Arrow column as a Python array (one copy, no Python ints)."""
+    out = array(code)
+    combined = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(combined):
+        buffer = combined.buffers()[1]
+        width = out.itemsize
+        out.frombytes(buffer[combined.offset * width : (combined.offset + len(combined)) * width])
+    return out
 
 
 class MatchStore:
-    """The existing records of one spec and model, prepared in a private DuckDB.
+    """The existing records of one spec and model, kept for scoring candidates fast.
 
-    Holds the prepared table and its term-frequency tables, so that scoring candidates is
-    one ``predict_between``. Splink builds that query anew on every call (about 50 ms of
-    SQL generation), so the store notes the statements of the first call for a threshold
-    and replays them on later calls: the candidates always sit in the same table and the
-    SQL is Splink's own, so the scores are identical. ``upsert`` and ``delete`` keep the
-    store in step with the hub; term frequencies are recomputed lazily before the next
-    score. One DuckDB connection: calls are serialised by a lock.
+    Scoring a candidate costs what its blocks cost, not what the store holds:
+
+    * the prepared records live in memory as an Arrow table (the *base*, sorted by id)
+      plus the records upserted since (the *delta*); ids of base rows replaced or deleted
+      since are *dead*. When the delta outgrows a twentieth of the store, both are merged
+      into a new base;
+    * each blocking rule of the model has a key index: the hash (DuckDB's ``hash``) of
+      each record's key (the left side of the rule's equalities) in a sorted array for the
+      base, in a dictionary for the delta. A candidate's key (the right side) finds the
+      records that can share a block with it by two bisections;
+    * term frequencies are counts per value, kept up to date on every change;
+    * scoring runs Splink's own ``predict_between`` SQL (noted once per threshold on empty
+      tables, then replayed) on just the records found and the candidates, with term
+      frequency tables holding just their values. Splink's blocking rules run in that SQL
+      too, so the pairs are exactly Splink's, and the comparisons, term-frequency
+      adjustments and match weights are Splink's own SQL: the scores equal
+      ``predict_between`` against all the records.
+
+    ``upsert`` and ``delete`` keep the store in step with the hub. One DuckDB connection:
+    calls are serialised by a lock.
     """
 
-    _TABLE = "aurum_existing"
+    _FOUND = "aurum_found"
     _CANDIDATES = "aurum_candidates"
     _MAX_COMPILED = 16  # thresholds whose statements are kept (search takes any threshold)
+    _MIN_DELTA = 20_000  # the delta merges into the base past this many rows and 5% of it
 
     def __init__(
         self, spec: MatchSpec, model: TrainedModel, records: Iterable[EngineRecord] = ()
@@ -1134,6 +1232,7 @@ class MatchStore:
         self.model = model
         settings = _scoring_settings(model.parameters, link_type="dedupe_only")
         self._comparisons = _model_comparisons(settings)
+        self._rules = _key_rules(settings)
         self._tf_columns = sorted(
             {
                 level["tf_adjustment_column"]
@@ -1143,20 +1242,40 @@ class MatchStore:
             }
         )
         self._lock = threading.Lock()
-        self._connection = duckdb.connect(":memory:")
+        # One thread: the queries here are small, and a second thread costs more to
+        # start than it saves (the connection is private to this store).
+        self._connection = duckdb.connect(":memory:", config={"threads": 1})
         self._db_api = _RecordingDuckDBAPI(self._connection)
         self._values: dict[int, tuple[Any, ...]] = {}
-        self._compiled: dict[float, tuple[tuple[str, ...], str]] = {}
+        self._compiled: dict[tuple[float, int], str] = {}  # (threshold, top) -> query
+        self._blocked_name = ""
+
         empty = prepare_table(spec, [], with_dataset=False)
-        self._connection.register("aurum_empty", empty)
-        self._connection.execute(f"create table {self._TABLE} as select * from aurum_empty")  # noqa: S608
+        self._schema = empty.schema
+        self._connection.register(self._FOUND, empty)
         self._connection.register(self._CANDIDATES, empty)
-        self._connection.unregister("aurum_empty")
-        self._existing = _register(self._db_api, self._TABLE, "existing")
-        self._candidates = _register(self._db_api, self._CANDIDATES, "candidates")
-        self._linker = Linker(self._existing, settings, log_level=None)
-        self._tf_stale = True
-        self._tf_tables: list[Any] | None = None
+        self._found_sdf = _register(self._db_api, self._FOUND, "found")
+        self._candidates_sdf = _register(self._db_api, self._CANDIDATES, "candidates")
+        self._linker = Linker(self._found_sdf, settings, log_level=None)
+        # Splink needs its term-frequency tables registered before predict_between; these
+        # (empty) ones only give the SQL their names, replaced by the store's own tables.
+        self._tf_names = {
+            column: self._linker.table_management.compute_tf_table(column).physical_name
+            for column in self._tf_columns
+        }
+        self._tf_counts: dict[str, Counter[Any]] = {c: Counter() for c in self._tf_columns}
+        self._candidate_keys_sql, self._found_keys_sql = self._key_statements()
+        self._key_offsets = list(itertools.accumulate([0] + [len(r.stored) for r in self._rules]))
+        self._tf_totals: dict[str, int] = dict.fromkeys(self._tf_columns, 0)
+
+        self._base = empty
+        self._base_ids: array[int] = array("q")
+        self._base_index = [_KeyIndex(array("Q"), array("q")) for _ in self._rules]
+        self._dead: set[int] = set()
+        self._delta = empty
+        self._delta_rows: dict[int, int] = {}  # id -> row of its current version
+        self._delta_index: list[dict[int, set[int]]] = [{} for _ in self._rules]
+        self._delta_keys: dict[int, tuple[int | None, ...]] = {}
         self.upsert(records)
 
     def serves(self, spec: MatchSpec, model: TrainedModel) -> bool:
@@ -1175,24 +1294,36 @@ class MatchStore:
         with self._lock:
             self._connection.close()
 
+    # -- changes -------------------------------------------------------------------------
+
     def upsert(self, records: Iterable[EngineRecord]) -> int:
         """Insert or replace records by id; returns how many. Safe to repeat."""
         records = list(records)
         if not records:
             return 0
         table = prepare_table(self.spec, records, with_dataset=False)
+        ids = table.column(UNIQUE_ID).to_pylist()
         with self._lock:
-            self._connection.register("aurum_upsert", table)
-            try:
-                self._connection.execute(
-                    f"delete from {self._TABLE} where unique_id in "  # noqa: S608
-                    "(select unique_id from aurum_upsert)"
-                )
-                self._connection.execute(f"insert into {self._TABLE} select * from aurum_upsert")  # noqa: S608
-            finally:
-                self._connection.unregister("aurum_upsert")
+            self._count_terms(self._rows([i for i in ids if i in self._values]), -1)
+            self._count_terms(table, +1)
+            if not self._values and len(records) >= self._MIN_DELTA:
+                self._values.update(_display_values(records, self._comparisons))
+                self._rebuild(table)
+                return len(records)
+            self._forget(ids)
+            start = self._delta.num_rows
+            self._delta = pa.concat_tables([self._delta, table]).combine_chunks()
+            keys = self._keys(table)
+            for offset, record_id in enumerate(ids):
+                self._delta_rows[record_id] = start + offset
+                record_keys = keys[record_id]
+                self._delta_keys[record_id] = record_keys
+                for index, key in zip(self._delta_index, record_keys, strict=True):
+                    if key is not None:
+                        index.setdefault(key, set()).add(record_id)
             self._values.update(_display_values(records, self._comparisons))
-            self._tf_stale = True
+            if self._delta.num_rows > max(self._MIN_DELTA, len(self._values) // 20):
+                self._rebuild()
         return len(records)
 
     def delete(self, ids: Iterable[int]) -> int:
@@ -1201,64 +1332,256 @@ class MatchStore:
             gone = [i for i in set(ids) if i in self._values]
             if not gone:
                 return 0
-            self._connection.execute(
-                f"delete from {self._TABLE} where unique_id in (select unnest(?))",  # noqa: S608
-                [gone],
-            )
+            self._count_terms(self._rows(gone), -1)
+            self._forget(gone)
             for i in gone:
                 del self._values[i]
-            self._tf_stale = True
         return len(gone)
 
-    def _refresh_term_frequencies(self) -> None:
-        """Term frequencies of the stored records, computed by Splink the first time.
+    def _forget(self, ids: Iterable[int]) -> None:
+        """Take the current version of each record out of the indexes."""
+        for record_id in ids:
+            if self._in_base(record_id):
+                self._dead.add(record_id)
+            if self._delta_rows.pop(record_id, None) is None:
+                continue
+            for index, key in zip(self._delta_index, self._delta_keys.pop(record_id), strict=True):
+                if key is not None:
+                    block = index[key]
+                    block.discard(record_id)
+                    if not block:
+                        del index[key]
 
-        Later refreshes re-run Splink's own SQL into the same tables, so the statements
-        noted for replay (which name those tables) stay valid.
-        """
-        if not self._tf_stale:
-            return
-        if self._tf_tables is None:
-            self._tf_tables = [
-                self._linker.table_management.compute_tf_table(column)
-                for column in self._tf_columns
-            ]
-        else:
-            for tf_table in self._tf_tables:
-                self._connection.execute(
-                    f"create or replace table {tf_table.physical_name} as "
-                    f"{tf_table.sql_used_to_create}"
+    def _in_base(self, record_id: int) -> bool:
+        position = bisect_left(self._base_ids, record_id)
+        return position < len(self._base_ids) and self._base_ids[position] == record_id
+
+    def _count_terms(self, table: pa.Table, sign: int) -> None:
+        for column in self._tf_columns:
+            values = [v for v in table.column(column).to_pylist() if v is not None]
+            if sign > 0:
+                self._tf_counts[column].update(values)
+            else:
+                self._tf_counts[column].subtract(values)
+            self._tf_totals[column] += sign * len(values)
+
+    def _rebuild(self, table: pa.Table | None = None) -> None:
+        """Merge the live base and delta rows (or take ``table``) into a new base."""
+        if table is None:
+            live = [p for p, i in enumerate(self._base_ids) if i not in self._dead]
+            current = sorted(self._delta_rows.values())
+            table = pa.concat_tables(
+                [
+                    self._base.take(pa.array(live, pa.int64())),
+                    self._delta.take(pa.array(current, pa.int64())),
+                ]
+            )
+        self._base = table.sort_by(UNIQUE_ID).combine_chunks()
+        self._base_ids = _int_array("q", self._base.column(UNIQUE_ID))
+        self._connection.register("aurum_base", self._base)
+        # Hashing and sorting every record's keys is the one large job here: all cores.
+        self._connection.execute(f"set threads to {os.cpu_count() or 1}")
+        try:
+            for number, rule in enumerate(self._rules):
+                keys = self._connection.sql(
+                    f"select k, {UNIQUE_ID} from (select {rule.stored_hash} as k, {UNIQUE_ID} "  # noqa: S608
+                    f"from aurum_base) where k is not null order by k, {UNIQUE_ID}"
+                ).to_arrow_table()
+                self._base_index[number] = _KeyIndex(
+                    _int_array("Q", keys.column(0)), _int_array("q", keys.column(1))
                 )
-        self._tf_stale = False
+        finally:
+            self._connection.execute("set threads to 1")
+            self._connection.unregister("aurum_base")
+        self._dead = set()
+        self._delta = self._base.slice(0, 0)
+        self._delta_rows = {}
+        self._delta_index = [{} for _ in self._rules]
+        self._delta_keys = {}
+        for counts in self._tf_counts.values():
+            for value in [v for v, n in counts.items() if n <= 0]:
+                del counts[value]
 
-    def _predict(self, threshold: float) -> str:
-        """Run predict_between (or its replay) into a table; returns the table's name."""
-        compiled = self._compiled.get(threshold)
-        if compiled is None and len(self._compiled) >= self._MAX_COMPILED:
-            self._compiled.pop(next(iter(self._compiled)))  # the oldest threshold
+    # -- reading -------------------------------------------------------------------------
+
+    def _keys(self, table: pa.Table) -> dict[int, tuple[int | None, ...]]:
+        """Each record's key hash per rule (None where the rule cannot block it)."""
+        self._connection.register("aurum_keys", table)
+        try:
+            columns = ", ".join(rule.stored_hash for rule in self._rules)
+            rows = self._connection.execute(
+                f"select {UNIQUE_ID}, {columns} from aurum_keys"  # noqa: S608
+            ).fetchall()
+        finally:
+            self._connection.unregister("aurum_keys")
+        return {row[0]: row[1:] for row in rows}
+
+    def _lookup(self, keys: Iterable[tuple[Any, ...]]) -> set[int]:
+        """The ids of the live records whose key equals a candidate's in some rule."""
+        in_base: set[int] = set()
+        in_delta: set[int] = set()
+        for candidate in keys:
+            for base, delta, key in zip(
+                self._base_index, self._delta_index, candidate, strict=True
+            ):
+                if key is None:
+                    continue
+                in_base.update(base.find(key))
+                block = delta.get(key)
+                if block:
+                    in_delta.update(block)
+        # The delta index holds current versions only; a dead base row is an old one.
+        return (in_base - self._dead) | in_delta
+
+    def _rows(self, ids: Iterable[int]) -> pa.Table:
+        """The current prepared rows of live records."""
+        base: list[int] = []
+        delta: list[int] = []
+        for record_id in ids:
+            row = self._delta_rows.get(record_id)
+            if row is not None:
+                delta.append(row)
+            else:
+                base.append(bisect_left(self._base_ids, record_id))
+        if not delta:
+            return self._base.take(pa.array(base, pa.int64()))
+        if not base:
+            return self._delta.take(pa.array(delta, pa.int64()))
+        return pa.concat_tables(
+            [
+                self._base.take(pa.array(base, pa.int64())),
+                self._delta.take(pa.array(delta, pa.int64())),
+            ]
+        )
+
+    def _register_term_frequencies(self, found: pa.Table, candidates: pa.Table) -> None:
+        """Term-frequency tables of just the values of the found records and candidates.
+
+        The same figures as Splink's ``compute_tf_table`` over all the stored records:
+        ``count(value) / count(non-null values)`` in double precision; a value no stored
+        record has is left out, as there.
+        """
+        for column in self._tf_columns:
+            counts, total = self._tf_counts[column], self._tf_totals[column]
+            values = {
+                v
+                for part in (found, candidates)
+                for v in part.column(column).to_pylist()
+                if v is not None and counts.get(v, 0) > 0
+            }
+            kept = sorted(values)
+            table = pa.table(
+                {
+                    column: pa.array(kept, self._schema.field(column).type),
+                    f"tf_{column}": pa.array(
+                        [float(counts[v]) / float(total) for v in kept], pa.float64()
+                    ),
+                }
+            )
+            self._connection.register(f"aurum_tf_{column}", table)
+
+    def _key_statements(self) -> tuple[str, str]:
+        """The queries of the candidates' keys (hashes, then values) and the found ones'."""
+        # Bare hashes (a null part is caught in Python from the values): DuckDB plans a
+        # CASE per rule in several milliseconds.
+        candidate = [f"hash({', '.join(rule.candidate)})" for rule in self._rules]
+        candidate += [e for rule in self._rules for e in rule.candidate]
+        stored = [e for rule in self._rules for e in rule.stored]
+        return (
+            f"select {UNIQUE_ID}, {', '.join(candidate)} from {self._CANDIDATES}",  # noqa: S608
+            f"select {UNIQUE_ID}, {', '.join(stored)} from {self._FOUND}",  # noqa: S608
+        )
+
+    def _compile(self, threshold: float, top: int) -> str:
+        """Splink's predict_between scoring query for a threshold, on the store's tables.
+
+        Noted from a real call on empty tables. The blocking statement is left out: the
+        store finds the blocked pairs itself (:meth:`_blocked_pairs`) and registers them
+        under the name Splink gave them; DuckDB takes longer to plan Splink's blocking SQL
+        (a join and a growing exclusion per rule) than to run the rest on a few rows.
+        Splink's term-frequency tables are replaced by the store's.
+        """
+        key = (threshold, top)
+        compiled = self._compiled.get(key)
         if compiled is not None:
-            statements, output = compiled
-            try:
-                for statement in statements:
-                    self._connection.execute(statement)
-                return output
-            except duckdb.Error:
-                # A table the statements name is gone: let Splink build the query again.
-                logger.warning("replaying predict_between failed; rebuilding it", exc_info=True)
-                del self._compiled[threshold]
+            return compiled
+        if len(self._compiled) >= self._MAX_COMPILED:
+            self._compiled.pop(next(iter(self._compiled)))  # the oldest
+        empty = pa.Table.from_batches([], self._schema)
+        self._connection.register(self._FOUND, empty)
+        self._connection.register(self._CANDIDATES, empty)
         self._db_api.recording = []
         try:
             predictions = self._linker.inference.predict_between(
-                self._existing,
-                self._candidates,
+                self._found_sdf,
+                self._candidates_sdf,
                 threshold_match_probability=threshold,
                 warning_mode="never",
             )
-            statements = tuple(s for s in self._db_api.recording if _replayable(s))
+            created = _created_tables(self._db_api.recording)
         finally:
             self._db_api.recording = None
-        self._compiled[threshold] = (statements, predictions.physical_name)
-        return predictions.physical_name
+        predictions.drop_table_from_database_and_remove_from_cache()
+        blocked = [name for name in created if name.startswith("__splink__blocked_id_pairs")]
+        scoring = created.get(predictions.physical_name)
+        if len(created) != 2 or len(blocked) != 1 or scoring is None:
+            raise SplinkException(
+                "predict_between ran other statements than the store replays: " + ", ".join(created)
+            )
+        self._blocked_name = blocked[0]
+        for column, name in self._tf_names.items():
+            scoring = scoring.replace(name, f"aurum_tf_{column}")
+        select = _select_sql(
+            f"({scoring}) as predictions",
+            self._comparisons,
+            extra_where="unique_id_l <> unique_id_r",
+            top=top,
+        )
+        self._compiled[key] = select
+        return select
+
+    def _candidate_hashes(self, row: tuple[Any, ...]) -> tuple[int | None, ...]:
+        """A candidate's key hash per rule (None where a part of the key is null)."""
+        rules, offsets = len(self._rules), self._key_offsets
+        return tuple(
+            None if None in row[1 + rules + offsets[n] : 1 + rules + offsets[n + 1]] else row[1 + n]
+            for n in range(rules)
+        )
+
+    def _blocked_pairs(self, candidates: Sequence[tuple[Any, ...]]) -> pa.Table:
+        """Splink's blocked pairs of the candidates and the registered found records.
+
+        A pair is blocked by the first rule whose key is equal on both sides with no
+        part null (its ``match_key``), as in Splink's blocking SQL; a candidate is not
+        paired with a stored record of its own id.
+        """
+        rules = len(self._rules)
+        found = self._connection.execute(self._found_keys_sql).fetchall()
+        offsets = self._key_offsets
+        pairs: dict[tuple[int, int], int] = {}
+        for number in range(rules):
+            first, last = 1 + offsets[number], 1 + offsets[number + 1]
+            block: dict[tuple[Any, ...], list[int]] = {}
+            for row in found:
+                key = row[first:last]
+                if None not in key:
+                    block.setdefault(key, []).append(row[0])
+            if not block:
+                continue
+            for row in candidates:
+                key = row[1 + rules + offsets[number] : 1 + rules + offsets[number + 1]]
+                if None in key:
+                    continue
+                for stored_id in block.get(key, ()):
+                    if stored_id != row[0]:
+                        pairs.setdefault((stored_id, row[0]), number)
+        return pa.table(
+            {
+                "match_key": pa.array([str(n) for n in pairs.values()], pa.string()),
+                "join_key_l": pa.array([left for left, _ in pairs], pa.int64()),
+                "join_key_r": pa.array([right for _, right in pairs], pa.int64()),
+            }
+        )
 
     def score(
         self, candidates: Sequence[EngineRecord], *, threshold: float, top: int = 10
@@ -1269,19 +1592,19 @@ class MatchStore:
             return []
         table = prepare_table(self.spec, candidates, with_dataset=False)
         with self._lock:
-            self._refresh_term_frequencies()
+            query = self._compile(threshold, top)
             self._connection.register(self._CANDIDATES, table)
-            output = self._predict(threshold)
-            try:
-                rows = self._connection.execute(
-                    _select_sql(
-                        output,
-                        self._comparisons,
-                        extra_where="unique_id_l <> unique_id_r",
-                        top=top,
-                    )
-                ).fetchall()
-            finally:
-                self._connection.execute(f"drop table if exists {output}")
+            keys = self._connection.execute(self._candidate_keys_sql).fetchall()
+            found = self._lookup(self._candidate_hashes(row) for row in keys)
+            if not found:
+                return []
+            rows = self._rows(found)
+            self._connection.register(self._FOUND, rows)
+            pairs = self._blocked_pairs(keys)
+            if not pairs.num_rows:
+                return []
+            self._connection.register(self._blocked_name, pairs)
+            self._register_term_frequencies(rows, table)
+            scored = self._connection.execute(query).fetchall()
             candidate_values = _display_values(candidates, self._comparisons)
-            return _pairs(rows, self._comparisons, self._values, candidate_values, swap=True)
+            return _pairs(scored, self._comparisons, self._values, candidate_values, swap=True)
