@@ -318,3 +318,20 @@ def test_the_admin_form_accepts_a_good_rule():
 
     assert form.is_valid(), form.errors
     assert form.save().params == {"when": "party_type", "equals": "organisation"}
+
+
+def test_the_command_runs_a_domain_and_prints_its_figures():
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    record(source("crm"), "A")
+    rule("email-present", "completeness", "email")
+    out = StringIO()
+
+    call_command("quality_check", "customer", stdout=out)
+
+    assert out.getvalue().startswith("customer: 1 records, 1 failures, 1 new issues, 0 resolved")
+    assert QualityRun.objects.get().trigger == "manual"
+    with pytest.raises(CommandError, match="Unknown domain 'nope'"):
+        call_command("quality_check", "nope")
