@@ -103,13 +103,16 @@ DOMAIN = Domain(
             ComparisonSpec("family_name", "name", term_frequency=True),
             ComparisonSpec("organisation_name", "organisation", term_frequency=True),
             ComparisonSpec("date_of_birth", "date"),
+            # Agreement says little, a disagreement much: namesakes of the other sex.
+            ComparisonSpec("gender", "exact"),
             ComparisonSpec("email", "email"),
             ComparisonSpec("phone", "phone"),
             ComparisonSpec("address_line1", "text"),
             ComparisonSpec("postal_code", "postal_code"),
             ComparisonSpec("city", "name", term_frequency=True),
             ComparisonSpec("country", "exact"),
-            ComparisonSpec("national_id", "identifier"),
+            # Keyed by hand and mostly without a check digit: a typo is still the person.
+            ComparisonSpec("national_id", "identifier", typos=True),
             ComparisonSpec("tax_id", "identifier"),
         ),
         blocking=(
@@ -131,7 +134,14 @@ DOMAIN = Domain(
             ("family_name", "date_of_birth:year"),
             ("date_of_birth", "given_name:initial"),
             ("date_of_birth", "family_name:initial"),
+            ("family_name", "given_name:prefix3"),
+            ("postal_code", "given_name:initial"),
+            ("postal_code", "family_name:initial"),
+            ("city", "given_name:initial", "family_name:initial"),
             ("email",),
+            # The local part alone: the same person at another provider, or a typo in
+            # the domain (fake_1000 blocking recall +0.07, 62k pairs on 200k customers).
+            ("email:user",),
             ("phone",),
             ("national_id",),
             ("tax_id",),

@@ -88,7 +88,9 @@ DOMAIN = Domain(
     match=MatchSpec(
         comparisons=(
             ComparisonSpec("gtin", "identifier"),
-            ComparisonSpec("mpn", "identifier"),
+            # Marketplace offers often leave the part number out of its field and put it
+            # in the title ("New-Crown TE0046GY - Tire-Track Scraper Mat ...").
+            ComparisonSpec("mpn", "identifier", found_in=("title",)),
             ComparisonSpec("brand", "organisation", term_frequency=True),
             ComparisonSpec("title", "title"),
             ComparisonSpec("category", "text"),

@@ -105,7 +105,16 @@ def test_train_estimates_m_and_u_for_every_level_and_the_prior(model: TrainedMod
     compared = [c.attribute for c in SPEC.comparisons]
     present = ["given_name", "family_name", "date_of_birth", "email", "city"]
     assert sorted({level.comparison for level in model.levels}) == sorted(present)
+    # No fake_1000 name is written as an initial: nothing is learnt about that level, it
+    # keeps Splink's default weight and says so.
+    untrained = [level for level in model.levels if level.level == "initial"]
+    assert [(level.comparison, level.warning) for level in untrained] == [
+        (name, "m and u never estimated (no training pair fell in level 'initial')")
+        for name in ("given_name", "family_name")
+    ]
     for level in model.levels:
+        if level in untrained:
+            continue
         assert level.m_probability is not None and 0 < level.m_probability <= 1, level
         assert level.u_probability is not None and 0 < level.u_probability <= 1, level
         assert level.match_weight == pytest.approx(
@@ -117,7 +126,7 @@ def test_train_estimates_m_and_u_for_every_level_and_the_prior(model: TrainedMod
         f"{name}: no record has a value; comparison left out"
         for name in compared
         if name not in present
-    )
+    ) + tuple(f"{level.comparison} / initial: {level.warning}" for level in untrained)
     # The parameters are Splink's JSON model, stored as is in MatchModel.
     assert json.loads(json.dumps(model.parameters)) == model.parameters
     assert [c["output_column_name"] for c in model.parameters["comparisons"]] == [
@@ -136,6 +145,9 @@ def test_train_is_reproducible_with_a_seed(
         (lv.comparison, lv.level) for lv in model.levels
     ]
     for ours, theirs in zip(again.levels, model.levels, strict=True):
+        if theirs.m_probability is None:  # a level no pair fell in (see above)
+            assert ours.m_probability is None and ours.u_probability is None
+            continue
         assert ours.m_probability == pytest.approx(theirs.m_probability, rel=1e-9)
         assert ours.u_probability == pytest.approx(theirs.u_probability, rel=1e-9)
 
@@ -149,7 +161,7 @@ def test_score_all_equals_bare_splink_predict(
     baseline = _bare_splink(model, records, link_type="dedupe_only")
 
     ours = {(p.left, p.right): (p.match_probability, p.match_weight) for p in pairs}
-    assert len(pairs) == len(ours) == 1272  # every blocked pair of the customer spec
+    assert len(pairs) == len(ours) == 1457  # every blocked pair of the customer spec
     assert ours.keys() == baseline.keys()
     for key, (probability, weight) in ours.items():
         assert probability == pytest.approx(baseline[key][0], abs=1e-9), key
@@ -435,7 +447,7 @@ def test_each_comparison_kind_places_pairs_in_its_levels(engine: SplinkEngine) -
             "one digit off",
             "different",
             "half the words shared",
-            "missing",
+            "missing, or built from the same name",
             "within a year",
             "Jaro-Winkler >= 0.92",
             "different",
@@ -448,7 +460,7 @@ def test_each_comparison_kind_places_pairs_in_its_levels(engine: SplinkEngine) -
             "different",
             "different",
             "half the words shared",
-            "missing",
+            "missing, or built from the same name",
             "within a year",
             "Jaro-Winkler >= 0.8",
             "different",
@@ -494,6 +506,126 @@ def test_an_address_counts_once(engine: SplinkEngine) -> None:
     assert levels[(1, 3)]["city"][1] == 0.0
 
 
+def _levels_of(
+    engine: SplinkEngine, spec: MatchSpec, records: list[EngineRecord]
+) -> dict[tuple[int, int], dict[str, tuple[str, float]]]:
+    untrained = TrainedModel(parameters=settings_for(spec), prior=1e-4, levels=())
+    scored = engine.score_all(spec, untrained, records, threshold=0.0)
+    return {
+        (p.left, p.right): {c.attribute: (c.level, c.match_weight) for c in p.contributions}
+        for p in scored
+    }
+
+
+def test_an_email_built_from_the_same_name_counts_as_the_name(engine: SplinkEngine) -> None:
+    people = [
+        {"given_name": "Stefan", "family_name": "Lange", "email": "stefan.lange@gmx.de"},
+        {"given_name": "Stefan", "family_name": "Lange", "email": "stefan.lange@web.de"},
+        {"given_name": "Stefan", "family_name": "Lange", "email": "surfer77@gmx.de"},
+        {"given_name": "Stefan", "family_name": "Lange", "email": "surfer77@web.de"},
+        {"given_name": "Jürgen", "family_name": "Müller", "email": "j.mueller@gmx.de"},
+        {"given_name": "Jürgen", "family_name": "Müller", "email": "j.mueller@web.de"},
+    ]
+    records = [EngineRecord(i, {**person, "batch": "x"}) for i, person in enumerate(people, 1)]
+    spec = MatchSpec(
+        comparisons=(
+            ComparisonSpec("given_name", "name"),
+            ComparisonSpec("family_name", "name"),
+            ComparisonSpec("email", "email"),
+        ),
+        blocking=(("batch",),),
+    )
+
+    levels = _levels_of(engine, spec, records)
+
+    # Namesakes write the same local part at their providers: it says no more than the
+    # name (German umlauts spelt out included).
+    assert levels[(1, 2)]["email"] == ("missing, or built from the same name", 0.0)
+    assert levels[(5, 6)]["email"] == ("missing, or built from the same name", 0.0)
+    # A local part not built from the name still speaks.
+    assert levels[(3, 4)]["email"][0] == "same local part"
+    assert levels[(3, 4)]["email"][1] > 0
+    assert levels[(1, 3)]["email"][0] == "different"
+
+
+def test_swapped_names_are_blocked_and_scored_once(engine: SplinkEngine) -> None:
+    spec = MatchSpec(
+        comparisons=(
+            ComparisonSpec("given_name", "name"),
+            ComparisonSpec("family_name", "name"),
+        ),
+        blocking=(("given_name", "family_name"),),
+    )
+    records = [
+        EngineRecord(1, {"given_name": "Barnaby", "family_name": "Siggins"}),
+        EngineRecord(2, {"given_name": "Siggins", "family_name": "Barnaby"}),
+        EngineRecord(3, {"given_name": "Barnaby", "family_name": "Siggins"}),
+        EngineRecord(4, {"given_name": "Barnaby", "family_name": "Smith"}),
+    ]
+
+    levels = _levels_of(engine, spec, records)
+
+    # Only the blocking rule on both names: the swapped pairs are found all the same.
+    assert set(levels) == {(1, 2), (1, 3), (2, 3)}
+    assert levels[(1, 2)] == {
+        "given_name": ("missing, or swapped with the family name", 0.0),
+        "family_name": ("swapped with the given name", levels[(1, 2)]["family_name"][1]),
+    }
+    assert levels[(1, 2)]["family_name"][1] > 0
+    assert levels[(1, 3)]["given_name"][0] == "exact"
+    assert levels[(1, 3)]["family_name"][0] == "exact"
+
+
+def test_identifier_levels_for_typos_and_part_numbers_in_titles(engine: SplinkEngine) -> None:
+    people = MatchSpec(
+        comparisons=(ComparisonSpec("national_id", "identifier", typos=True),),
+        blocking=(("batch",),),
+    )
+    ids = ["4216940", "4216904", "4216950", "4216999", "9999999"]
+    records = [EngineRecord(i, {"batch": "x", "national_id": v}) for i, v in enumerate(ids, 1)]
+
+    levels = _levels_of(engine, people, records)
+
+    assert levels[(1, 2)]["national_id"][0] == "one character off"  # transposed
+    assert levels[(1, 3)]["national_id"][0] == "one character off"
+    assert levels[(1, 4)]["national_id"][0] == "two characters off"
+    assert levels[(1, 5)]["national_id"][0] == "different"
+
+    products = MatchSpec(
+        comparisons=(ComparisonSpec("mpn", "identifier", found_in=("title",)),),
+        blocking=(("batch",),),
+    )
+    offers = [
+        {"mpn": "TE0046AC", "title": "Crown Tire-Track Scraper Mat 48 X 72"},
+        {"title": "New-Crown TE0046-AC - Tire-Track Scraper Mat 48 x 72 - CWNTE0046AC"},
+        {"title": "New-Crown TE0046GY - Tire-Track Scraper Mat 48 x 72 Gray"},
+        {"title": "Crown mat, 48 x 72"},
+    ]
+    records = [EngineRecord(i, {"batch": "x", **o}) for i, o in enumerate(offers, 1)]
+
+    levels = _levels_of(engine, products, records)
+
+    assert levels[(1, 2)]["mpn"][0] == "one's mpn in the other's title"
+    # An offer that names another part (a colour variant) or none: no evidence either way.
+    assert levels[(1, 3)]["mpn"][0] == "missing"
+    assert levels[(1, 4)]["mpn"][0] == "missing"
+    assert levels[(2, 3)]["mpn"][0] == "missing"
+
+
+def test_the_prior_can_be_refined_to_what_the_trained_model_implies(
+    engine: SplinkEngine, model: TrainedModel, records: list[EngineRecord]
+) -> None:
+    from dataclasses import replace
+
+    # fake_1000: 2,031 true pairs among 499,500. The customer spec keeps the rules' prior.
+    truth = 2031 / (1000 * 999 / 2)
+    refined = engine.train(replace(SPEC, prior_from_model=True), records, seed=42)
+
+    assert refined.parameters["probability_two_random_records_match"] == refined.prior
+    assert abs(math.log(refined.prior / truth)) < abs(math.log(model.prior / truth))
+    assert refined.prior == pytest.approx(truth, rel=0.35)
+
+
 # --------------------------------------------------------------------------- preparation
 
 
@@ -537,7 +669,10 @@ def test_domain_match_specs_name_declared_attributes_and_build_settings(domain: 
     assert [c["output_column_name"] for c in settings["comparisons"]] == [
         c.attribute for c in spec.comparisons
     ]
-    assert len(settings["blocking_rules_to_generate_predictions"]) == len(spec.blocking)
+    # A rule on both names also finds them swapped: one rule more where a spec has it.
+    swapped = sum(set(rule) == {"given_name", "family_name"} for rule in spec.blocking)
+    rules = settings["blocking_rules_to_generate_predictions"]
+    assert len(rules) == len(spec.blocking) + swapped
 
 
 def test_blocking_keys_take_a_transform() -> None:
