@@ -200,3 +200,38 @@ def test_the_admin_form_refuses_a_bad_alert(fields, field):
 
     assert not form.is_valid()
     assert list(form.errors) == [field]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/mdm/alertrule/add/",
+        "/admin/mdm/alertrule/",
+        "/admin/mdm/alertevent/",
+        "/admin/mdm/qualityrule/add/",
+        "/admin/mdm/qualityrule/",
+        "/admin/mdm/qualityrun/",
+    ],
+)
+def test_the_admin_pages_open_for_an_admin(client, django_user_model, path):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+
+    response = client.get(path)
+
+    assert response.status_code == 200
+
+
+def test_an_admin_saves_an_alert_through_the_admin(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+
+    response = client.post(
+        "/admin/mdm/alertrule/add/",
+        {"name": "late", "signal": "overdue_tasks", "domain": "", "threshold": "5",
+         "channel": "webhook", "target": "https://hooks.example.com/aurum", "is_active": "on"},
+    )  # fmt: skip
+
+    assert response.status_code == 302, response.content
+    alert = AlertRule.objects.get()
+    assert (alert.signal, alert.threshold, alert.firing) == ("overdue_tasks", 5.0, False)
