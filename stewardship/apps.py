@@ -8,9 +8,13 @@ class StewardshipConfig(AppConfig):
 
     def ready(self) -> None:
         # mdm imports no other app: it hands failing records to whoever registered.
-        from mdm.services.quality import quality_task_opener_register
+        from mdm.services.quality import (
+            quality_task_closer_register,
+            quality_task_opener_register,
+        )
 
         quality_task_opener_register(_open_quality_task)
+        quality_task_closer_register(_close_quality_tasks)
         from mdm.services.alerts import alert_signal_register
 
         alert_signal_register(
@@ -30,3 +34,9 @@ def _overdue_tasks(domain: str | None) -> float:
     from stewardship.selectors import review_tasks_overdue_count
 
     return float(review_tasks_overdue_count(domain=domain))
+
+
+def _close_quality_tasks(rule: str, record_ids: list[int]) -> None:
+    from stewardship.services import data_quality_tasks_close
+
+    data_quality_tasks_close(rule=rule, record_ids=record_ids)

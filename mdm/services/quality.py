@@ -31,13 +31,22 @@ CHUNK = 5000
 
 # (domain, record id, rule name, details) -> None
 TaskOpener = Callable[[str, int, str, dict[str, Any]], None]
+# (rule name, record ids) -> None
+TaskCloser = Callable[[str, list[int]], None]
 _task_openers: list[TaskOpener] = []
+_task_closers: list[TaskCloser] = []
 
 
 def quality_task_opener_register(opener: TaskOpener) -> None:
     """Register the function that opens a data-quality task for a failing record (once)."""
     if opener not in _task_openers:
         _task_openers.append(opener)
+
+
+def quality_task_closer_register(closer: TaskCloser) -> None:
+    """Register the function that closes the open tasks of records that pass again (once)."""
+    if closer not in _task_closers:
+        _task_closers.append(closer)
 
 
 def quality_check_notify(*, ingest_run_id: int) -> None:
@@ -101,8 +110,9 @@ def quality_check_run(
 
     Each failing record has one ``QualityIssue`` per rule (opened, or seen again); an open
     issue whose record now passes is resolved.  A newly failing record of a rule with
-    ``opens_tasks`` opens a data-quality task.  A whole-domain run also writes a
-    ``QualityScore`` per rule and source, the points of the trend.  Safe to repeat: a repeat
+    ``opens_tasks`` opens a data-quality task, and a resolved one closes its open task (as
+    no longer relevant).  A whole-domain run also writes a ``QualityScore`` per rule and
+    source, the points of the trend.  Safe to repeat: a repeat
     finds the same issues open and opens no task twice.
     """
     started = time.perf_counter()
@@ -120,6 +130,7 @@ def quality_check_run(
     checked: Counter[tuple[int, int]] = Counter()
     failed: Counter[tuple[int, int]] = Counter()
     to_open: list[tuple[QualityRule, int, str]] = []
+    to_close: dict[str, list[int]] = {}
     qs = SourceRecord.objects.filter(domain=domain, is_deleted=False)
     if ingest_run_id is not None:
         qs = qs.filter(ingest_run_id=ingest_run_id)
@@ -137,12 +148,15 @@ def quality_check_run(
                 opened, resolved = _record_issues(rule, outcomes, now)
                 run.failures += sum(1 for _, message in outcomes if message is not None)
                 run.issues_opened += len(opened)
-                run.issues_resolved += resolved
+                run.issues_resolved += len(resolved)
+                to_close.setdefault(rule.name, []).extend(resolved)
                 if rule.opens_tasks:
                     to_open.extend((rule, record_id, message) for record_id, message in opened)
     with transaction.atomic():
         if ingest_run_id is None:
-            run.issues_resolved += _resolve_stale(domain, now)
+            for name, ids in _resolve_stale(domain, now).items():
+                run.issues_resolved += len(ids)
+                to_close.setdefault(name, []).extend(ids)
             QualityScore.objects.bulk_create(
                 QualityScore(
                     run=run,
@@ -169,6 +183,10 @@ def quality_check_run(
         }
         for opener in _task_openers:
             opener(domain, record_id, rule.name, details)
+    for name, ids in to_close.items():
+        for closer in _task_closers:
+            if ids:
+                closer(name, ids)
     logger.info(
         "quality run %s on %s: %s records, %s failures, %s opened, %s resolved",
         run.pk,
@@ -183,9 +201,9 @@ def quality_check_run(
 
 def _record_issues(
     rule: QualityRule, outcomes: list[tuple[CheckedRecord, str | None]], now: Any
-) -> tuple[list[tuple[int, str]], int]:
-    """Upsert the issues of one chunk; returns the newly failing (record, message) and how many
-    issues were resolved."""
+) -> tuple[list[tuple[int, str]], list[int]]:
+    """Upsert the issues of one chunk; returns the newly failing (record, message) and the
+    records whose issue was resolved."""
     ids = [record.id for record, _ in outcomes]
     existing = {
         issue.record_id: issue
@@ -198,11 +216,13 @@ def _record_issues(
     reopened: list[QualityIssue] = []
     still: list[int] = []
     passing: list[int] = []
+    passing_records: list[int] = []
     for record, message in outcomes:
         issue = existing.get(record.id)
         if message is None:
             if issue is not None and issue.resolved_at is None:
                 passing.append(issue.pk)
+                passing_records.append(record.id)
             continue
         if issue is None:
             new.append(
@@ -230,15 +250,21 @@ def _record_issues(
         reopened, ["resolved_at", "first_seen_at", "last_seen_at", "message"]
     )
     QualityIssue.objects.filter(pk__in=still).update(last_seen_at=now)
-    resolved = QualityIssue.objects.filter(pk__in=passing).update(resolved_at=now)
-    return opened, resolved
+    QualityIssue.objects.filter(pk__in=passing).update(resolved_at=now)
+    return opened, passing_records
 
 
-def _resolve_stale(domain: str, now: Any) -> int:
-    """Issues no rule can see any more: the record was deleted or the rule switched off."""
+def _resolve_stale(domain: str, now: Any) -> dict[str, list[int]]:
+    """Resolve the issues no rule can see any more (the record was deleted or the rule
+    switched off); returns their record ids by rule name."""
     open_issues = QualityIssue.objects.filter(domain=domain, resolved_at__isnull=True)
     gone = open_issues.filter(record__is_deleted=True) | open_issues.filter(rule__is_active=False)
-    return QualityIssue.objects.filter(pk__in=gone.values("pk")).update(resolved_at=now)
+    rows = list(gone.values_list("pk", "rule__name", "record_id"))
+    QualityIssue.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(resolved_at=now)
+    by_rule: dict[str, list[int]] = {}
+    for _, name, record_id in rows:
+        by_rule.setdefault(name, []).append(record_id)
+    return by_rule
 
 
 def quality_check_all(*, trigger: str = QualityRun.Trigger.SCHEDULE) -> list[QualityRun]:

@@ -206,18 +206,20 @@ def test_a_fixed_record_resolves_its_issue_and_a_relapse_reopens_it():
 
     assert fixed.issues_resolved == 1
     assert failing("email-present") == []
+    assert list(ReviewTask.objects.values_list("status", flat=True)) == ["obsolete"]
 
     SourceRecord.objects.filter(pk=a.pk).update(attributes={})
     relapsed = quality_check_run(domain="customer")
 
     assert relapsed.issues_opened == 1
     assert failing("email-present") == ["A"]
+    assert sorted(ReviewTask.objects.values_list("status", flat=True)) == ["obsolete", "open"]
 
 
 def test_issues_of_deleted_records_and_inactive_rules_are_resolved():
     crm = source("crm")
     a = record(crm, "A")
-    record(crm, "B")
+    b = record(crm, "B")
     r = rule("email-present", "completeness", "email")
     rule("phone-present", "completeness", "phone")
     quality_check_run(domain="customer")
@@ -228,6 +230,8 @@ def test_issues_of_deleted_records_and_inactive_rules_are_resolved():
 
     assert failing("email-present") == ["B"]
     assert failing("phone-present") == []
+    open_tasks = ReviewTask.objects.filter(status="open").values_list("left_record_id", "rule")
+    assert sorted(open_tasks) == [(b.pk, "email-present")]
     assert r.issues.filter(resolved_at__isnull=False).count() == 1
 
 
