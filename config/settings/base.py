@@ -196,6 +196,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "mdm.purge_idempotency_keys", "schedule": 3600.0},
     "match-pending": {"task": "matching.match_pending_all", "schedule": 60.0},
     "survivorship-jobs-resume": {"task": "mdm.survivorship_jobs_resume", "schedule": 120.0},
+    "sync-relay": {"task": "sync.relay", "schedule": 2.0},
 }
 # Queue incremental matching after every ingest that changed records.
 AURUM_MATCH_AFTER_INGEST = env_bool("AURUM_MATCH_AFTER_INGEST", True)
@@ -207,3 +208,16 @@ AURUM_INGEST_WORKERS = int(os.environ.get("AURUM_INGEST_WORKERS", "1"))
 AURUM_INGEST_PARALLEL_MIN_BYTES = int(
     os.environ.get("AURUM_INGEST_PARALLEL_MIN_BYTES", str(4 * 1024 * 1024))
 )
+
+# --- Publishing (sync) ----------------------------------------------------------------
+# Webhook URLs resolving to private, link-local or loopback addresses are refused unless allowed.
+AURUM_WEBHOOK_ALLOW_PRIVATE = env_bool("AURUM_WEBHOOK_ALLOW_PRIVATE", False)
+AURUM_WEBHOOK_ALLOW_LOOPBACK = env_bool("AURUM_WEBHOOK_ALLOW_LOOPBACK", False)
+AURUM_SYNC_SEND_TIMEOUT = float(os.environ.get("AURUM_SYNC_SEND_TIMEOUT", "10"))
+AURUM_SYNC_BACKOFF_BASE = float(os.environ.get("AURUM_SYNC_BACKOFF_BASE", "2"))
+AURUM_SYNC_BACKOFF_MAX = float(os.environ.get("AURUM_SYNC_BACKOFF_MAX", "3600"))
+# Consecutive failures that open a subscriber's circuit, and the cool-down before a probe.
+AURUM_SYNC_CIRCUIT_FAILURES = int(os.environ.get("AURUM_SYNC_CIRCUIT_FAILURES", "5"))
+AURUM_SYNC_CIRCUIT_COOLDOWN = float(os.environ.get("AURUM_SYNC_CIRCUIT_COOLDOWN", "60"))
+# A delivery queued (or sending) longer than this lost its task: the relay queues it again.
+AURUM_SYNC_REQUEUE_AFTER = float(os.environ.get("AURUM_SYNC_REQUEUE_AFTER", "120"))
