@@ -54,9 +54,7 @@ def event_payloads(events: Iterable[ChangeEvent]) -> dict[int, Payload]:
         golden: dict[str, Any] = {"id": event.golden_id, "version": event.version}
         changed: list[str] = []
         if row is not None and event.kind != ChangeEvent.Kind.ERASED:
-            golden.update(
-                status=row.status, survivor_id=row.survivor_id, attributes=row.attributes
-            )
+            golden.update(status=row.status, survivor_id=row.survivor_id, attributes=row.attributes)
             previous = (
                 history.objects.filter(id=event.golden_id, history_id__lt=row.history_id)
                 .order_by("-history_id")
@@ -64,9 +62,8 @@ def event_payloads(events: Iterable[ChangeEvent]) -> dict[int, Payload]:
                 .first()
             )
             before = previous or {}
-            changed = sorted(
-                k for k in set(before) | set(row.attributes) if before.get(k) != row.attributes.get(k)
-            )
+            after = row.attributes
+            changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         payloads[event.pk] = {
             "type": f"golden.{event.kind}",
             "seq": event.seq,
@@ -181,7 +178,7 @@ def subscriber_health(*, now: datetime | None = None) -> list[SubscriberHealth]:
     """
     now = now or timezone.now()
     high = high_water_seq()
-    counts: dict[int, dict[str, Any]] = defaultdict(dict)
+    counts: dict[int, Any] = {}
     for row in (
         Delivery.objects.exclude(status=Delivery.Status.DELIVERED)
         .values("subscriber_id")
@@ -228,4 +225,3 @@ def subscriber_health(*, now: datetime | None = None) -> list[SubscriberHealth]:
             )
         )
     return out
-

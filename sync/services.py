@@ -184,9 +184,9 @@ def deliveries_plan(*, limit: int = 5_000, now: datetime | None = None) -> int:
                 ids = [e.history_id for e in events if e.history_id]
                 for start in range(0, len(ids), 900):
                     attributes.update(
-                        history.objects.filter(
-                            history_id__in=ids[start : start + 900]
-                        ).values_list("history_id", "attributes")
+                        history.objects.filter(history_id__in=ids[start : start + 900]).values_list(
+                            "history_id", "attributes"
+                        )
                     )
             rows = [
                 Delivery(

@@ -18,7 +18,12 @@ from kombu import Connection, Exchange, Producer
 
 class TransportError(Exception):
     def __init__(
-        self, message: str, *, status: int | None = None, permanent: bool = False, gone: bool = False
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        permanent: bool = False,
+        gone: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status

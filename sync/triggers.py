@@ -24,6 +24,7 @@ _KIND = """CASE
 _COLUMNS = "domain, golden_id, version, kind, history_id, reason, occurred_at"
 
 POSTGRES_INSTALL = [
+    # Constants only: no value from outside reaches these statements.
     f"""CREATE OR REPLACE FUNCTION aurum_golden_change_event() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -32,7 +33,7 @@ BEGIN
            COALESCE(n.history_change_reason, ''), n.history_date
     FROM aurum_new_rows n ORDER BY n.history_id;
     RETURN NULL;
-END $$""",
+END $$""",  # noqa: S608
     f"""CREATE TRIGGER aurum_golden_change_event AFTER INSERT ON {HISTORY_TABLE}
 REFERENCING NEW TABLE AS aurum_new_rows FOR EACH STATEMENT
 EXECUTE FUNCTION aurum_golden_change_event()""",
@@ -48,7 +49,7 @@ FOR EACH ROW BEGIN
     INSERT INTO sync_changeevent ({_COLUMNS})
     VALUES (NEW.domain, NEW.id, NEW.version, {_KIND.format(n="NEW")}, NEW.history_id,
             COALESCE(NEW.history_change_reason, ''), NEW.history_date);
-END""",
+END""",  # noqa: S608
 ]
 SQLITE_REMOVE = ["DROP TRIGGER IF EXISTS aurum_golden_change_event"]
 
