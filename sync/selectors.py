@@ -111,9 +111,13 @@ def high_water_seq() -> int:
     return ChangeEvent.objects.aggregate(m=Max("seq"))["m"] or 0
 
 
-def change_feed(*, after: int, domain: str | None = None, limit: int = 100) -> list[ChangeEvent]:
-    """Sequenced events after ``after``, in order, at most ``limit``."""
+def change_feed(
+    *, after: int, domain: str | None = None, limit: int = 100, upto: int | None = None
+) -> list[ChangeEvent]:
+    """Sequenced events after ``after`` (and at most ``upto``), in order, at most ``limit``."""
     qs = ChangeEvent.objects.filter(seq__gt=after)
+    if upto is not None:
+        qs = qs.filter(seq__lte=upto)
     if domain:
         qs = qs.filter(domain=domain)
     return list(qs.order_by("seq")[:limit])

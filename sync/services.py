@@ -21,7 +21,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
 from mdm.models import GoldenRecord
@@ -436,4 +436,98 @@ def deliveries_replay_all(*, subscriber: Subscriber) -> int:
     """Send every dead letter of a subscriber again.  Returns how many."""
     return Delivery.objects.filter(subscriber=subscriber, status=Delivery.Status.DEAD).update(
         status=Delivery.Status.PENDING, attempts=0, next_attempt_at=timezone.now()
+    )
+
+
+# --- reconciliation ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    high_water: int
+    expected: int  # golden records with an event the subscriber wants
+    up_to_date: int
+    behind: list[int]  # golden ids whose latest wanted event was not delivered / acknowledged
+    pending: int
+    dead: int
+    resent: int
+
+
+def subscriber_reconcile(*, subscriber: Subscriber, resend: bool = False) -> ReconcileReport:
+    """Compare, per golden record, the latest event the subscriber wants with the latest one
+    it received (delivered, or at most its acknowledged feed position); with ``resend``,
+    queue the latest event of each golden record that is behind again (a dead letter is
+    replayed, a missing delivery written).  In-flight deliveries count as not behind.
+    Safe to repeat.
+    """
+    change_events_sequence()
+    high = high_water_seq()
+    events = ChangeEvent.objects.filter(seq__isnull=False, seq__lte=high)
+    if subscriber.domains:
+        events = events.filter(domain__in=subscriber.domains)
+    if subscriber.event_kinds:
+        events = events.filter(kind__in=subscriber.event_kinds)
+    latest = dict(events.values("golden_id").annotate(m=Max("seq")).values_list("golden_id", "m"))
+    latest_events = {
+        e.golden_id: e for e in ChangeEvent.objects.filter(seq__in=list(latest.values()))
+    }
+    if subscriber.filters:
+        history: Any = GoldenRecord.history.model
+        attrs = dict(
+            history.objects.filter(
+                history_id__in=[e.history_id for e in latest_events.values() if e.history_id]
+            ).values_list("history_id", "attributes")
+        )
+        latest = {
+            g: s
+            for g, s in latest.items()
+            if subscriber_wants(
+                subscriber, latest_events[g], attrs.get(latest_events[g].history_id)
+            )
+        }
+    deliveries = Delivery.objects.filter(subscriber=subscriber)
+    if subscriber.kind == Subscriber.Kind.PULL:
+        behind = sorted(g for g, s in latest.items() if s > subscriber.acked_seq)
+        in_flight: set[int] = set()
+    else:
+        received = dict(
+            deliveries.filter(status=Delivery.Status.DELIVERED)
+            .values("golden_id")
+            .annotate(m=Max("seq"))
+            .values_list("golden_id", "m")
+        )
+        in_flight = set(deliveries.filter(status__in=IN_FLIGHT).values_list("golden_id", flat=True))
+        behind = sorted(
+            g for g, s in latest.items() if received.get(g, 0) < s and g not in in_flight
+        )
+    pending = deliveries.filter(status__in=IN_FLIGHT).count()
+    dead = deliveries.filter(status=Delivery.Status.DEAD).count()
+    resent = 0
+    if resend and subscriber.kind != Subscriber.Kind.PULL and behind:
+        now = timezone.now()
+        with transaction.atomic():
+            for gid in behind:
+                event = latest_events[gid]
+                updated = (
+                    deliveries.filter(event=event)
+                    .exclude(status__in=IN_FLIGHT)
+                    .update(status=Delivery.Status.PENDING, attempts=0, next_attempt_at=now)
+                )
+                if not updated:
+                    Delivery.objects.create(
+                        subscriber=subscriber,
+                        event=event,
+                        seq=event.seq or 0,
+                        golden_id=gid,
+                        next_attempt_at=now,
+                    )
+                resent += 1
+    return ReconcileReport(
+        high_water=high,
+        expected=len(latest),
+        up_to_date=len(latest) - len(behind) - len(in_flight & set(latest)),
+        behind=behind,
+        pending=pending,
+        dead=dead,
+        resent=resent,
     )
