@@ -126,8 +126,10 @@ class EventAckView(APIView):
         return Response({"consumer": sub.code, "acked_seq": acked})
 
 
-def _repeatable_read() -> None:
-    if connection.vendor == "postgresql":
+def _repeatable_read(outermost: bool) -> None:
+    # Only the first statement of a transaction may set it; inside a caller's transaction
+    # (tests) that transaction's own isolation applies.
+    if connection.vendor == "postgresql" and outermost:
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
@@ -142,7 +144,9 @@ class SnapshotView(APIView):
         "the Parquet schema metadata `aurum.seq`) gives the sequence number: follow the feed "
         "with `after=` it.  Events up to it are in the snapshot; a few later ones may be too, "
         "so apply feed events by golden version.",
-        parameters=[OpenApiParameter("format", OpenApiTypes.STR, description="jsonl|parquet")],
+        parameters=[
+            OpenApiParameter("output", OpenApiTypes.STR, description="jsonl (default) or parquet")
+        ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY},
     )
     def get(self, request: Request, domain: str) -> HttpResponse:
@@ -150,15 +154,16 @@ class SnapshotView(APIView):
             code = get_domain(domain).code
         except UnknownDomainError as exc:
             raise Http404(str(exc)) from exc
-        fmt = request.query_params.get("format", "jsonl")
+        fmt = request.query_params.get("output", "jsonl")
         if fmt not in ("jsonl", "parquet"):
-            raise exceptions.ValidationError({"format": ["jsonl or parquet."]})
+            raise exceptions.ValidationError({"output": ["jsonl or parquet."]})
         # Sequence first, then read the high-water mark and the records in one snapshot: a
         # change committed before the sequencer ran has a seq at most the mark and is in the
         # records; a later one may be in the records too, and comes again in the feed.
         change_events_sequence()
+        outermost = not connection.in_atomic_block
         with transaction.atomic():
-            _repeatable_read()
+            _repeatable_read(outermost)
             seq = high_water_seq()
             rows = list(snapshot_rows(domain=code))
         if fmt == "parquet":

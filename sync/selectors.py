@@ -201,17 +201,20 @@ def subscriber_health(*, now: datetime | None = None) -> list[SubscriberHealth]:
         .values_list("subscriber_id", "first")
     )
     out: list[SubscriberHealth] = []
+    # Committed events the sequencer has not numbered yet are behind for everyone.
+    unsequenced = ChangeEvent.objects.filter(seq__isnull=True).count()
     for sub in Subscriber.objects.order_by("code"):
         row = counts.get(sub.pk, {})
         pending = int(row.get("open", 0))
         if sub.kind == Subscriber.Kind.PULL:
-            lag = max(0, high - sub.acked_seq)
+            lag = max(0, high - sub.acked_seq) + unsequenced
         else:
-            lag = pending + int(
+            unplanned = (
                 ChangeEvent.objects.filter(seq__gt=sub.planned_seq, seq__lte=high).count()
                 if sub.planned_seq < high
                 else 0
             )
+            lag = pending + unplanned + unsequenced
         out.append(
             SubscriberHealth(
                 code=sub.code,

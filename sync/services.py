@@ -116,6 +116,7 @@ def consumer_ack(*, subscriber: Subscriber, seq: int) -> int:
     """Move a pull consumer's acknowledged position forward (never back).  Safe to repeat."""
     if subscriber.kind != Subscriber.Kind.PULL:
         raise ValidationError({"consumer": f"{subscriber.code} is not a pull consumer"})
+    change_events_sequence()
     high = high_water_seq()
     if seq > high:
         raise ValidationError({"seq": f"{seq} is beyond the last event ({high})"})
