@@ -76,6 +76,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "stewardship.context_processors.aurum",
             ],
         },
     },
@@ -117,7 +118,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = VAR_DIR / "media"
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "steward:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -196,11 +199,17 @@ AURUM_IDEMPOTENCY_HOURS = int(os.environ.get("AURUM_IDEMPOTENCY_HOURS", "72"))
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "mdm.purge_idempotency_keys", "schedule": 3600.0},
     "match-pending": {"task": "matching.match_pending_all", "schedule": 60.0},
+    "escalate-review-tasks": {"task": "stewardship.escalate_review_tasks", "schedule": 60.0},
     "survivorship-jobs-resume": {"task": "mdm.survivorship_jobs_resume", "schedule": 120.0},
     "sync-relay": {"task": "sync.relay", "schedule": 2.0},
 }
+# A review task is due this many hours after it opens, unless its domain's ServiceLevel says.
+AURUM_REVIEW_DUE_HOURS = int(os.environ.get("AURUM_REVIEW_DUE_HOURS", "48"))
 # Queue incremental matching after every ingest that changed records.
 AURUM_MATCH_AFTER_INGEST = env_bool("AURUM_MATCH_AFTER_INGEST", True)
+# A survivorship preview reads at most this many golden records; a larger domain is
+# previewed on a sample spread over it and the counts are scaled (marked "estimated").
+AURUM_SURVIVORSHIP_PREVIEW_LIMIT = int(os.environ.get("AURUM_SURVIVORSHIP_PREVIEW_LIMIT", "20000"))
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Files at least this large are mapped and normalised in worker processes while the previous

@@ -202,6 +202,8 @@ class SurvivorshipPreviewView(APIView):
         return Response(
             {
                 "total": preview.total,
+                "domain_total": preview.domain_total,
+                "estimated": preview.estimated,
                 "changed": preview.changed,
                 "provenance_only": preview.provenance_only,
                 "attributes": preview.attributes,

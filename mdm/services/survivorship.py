@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, TextField
+from django.db.models import Max, Min, Q, TextField
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK = 2000  # golden records per read and per write transaction
 SAMPLE = 10  # golden records shown by a preview
+WINDOWS = 10  # id windows a sampled preview reads, spread over the domain
 # A running job whose worker said nothing for this long is taken over by the next attempt.
 STALE_AFTER = timedelta(minutes=10)
 # A queued job no worker picked up for this long is queued again (its message was lost).
@@ -81,6 +83,8 @@ class Preview:
 
     domain: str
     total: int = 0  # golden records examined
+    domain_total: int = 0  # active golden records of the domain
+    estimated: bool = False  # True when only a sample was examined: counts are scaled
     changed: int = 0  # golden records whose attribute values would change
     provenance_only: int = 0  # ... whose values stay but whose provenance would change
     attributes: dict[str, int] = field(default_factory=dict)  # attribute -> records changed
@@ -178,14 +182,23 @@ def survivorship_jobs_resume(*, now: datetime | None = None) -> list[int]:
 Row = tuple[int, int, dict[str, Any] | None, dict[str, Any] | None, list[Member]]
 
 
-def _golden_chunks(domain: str, *, chunk: int = CHUNK, stored: bool = True) -> Iterator[list[Row]]:
+def _golden_chunks(
+    domain: str,
+    *,
+    chunk: int = CHUNK,
+    stored: bool = True,
+    after: int = 0,
+    limit: int | None = None,
+) -> Iterator[list[Row]]:
     """Active golden records of ``domain`` in id order, ``chunk`` at a time, with members.
 
     Each row is (id, version, stored attributes, stored provenance, live members); with
     ``stored=False`` the stored JSON is not read (None).  Two queries per chunk whatever its
-    size: the golden records, then the live members of the whole id range.
+    size: the golden records, then the live members of the whole id range.  ``after`` and
+    ``limit`` read only the ``limit`` records whose id follows ``after``.
     """
-    last = 0
+    last = after
+    left = limit
     goldens = GoldenRecord.objects.filter(domain=domain, status=GoldenRecord.Status.ACTIVE)
     # JSON comes as text and is decoded with orjson: Django's json.loads was a fifth of the
     # time; one timestamp per member, not two, halves the date parsing.
@@ -196,14 +209,17 @@ def _golden_chunks(domain: str, *, chunk: int = CHUNK, stored: bool = True) -> I
         if stored
         else ()
     )
-    while True:
+    while left is None or left > 0:
+        size = chunk if left is None else min(chunk, left)
         rows = list(
             goldens.filter(pk__gt=last)
             .order_by("pk")
-            .values_list("pk", "version", *json_fields)[:chunk]
+            .values_list("pk", "version", *json_fields)[:size]
         )
         if not rows:
             return
+        if left is not None:
+            left -= len(rows)
         first, last = rows[0][0], rows[-1][0]
         members: dict[int, list[Member]] = defaultdict(list)
         records = SourceRecord.objects.filter(
@@ -242,21 +258,50 @@ def _changes(domain: str, rules: RuleSet, rows: list[Row]) -> list[GoldenChange]
 # --- Preview --------------------------------------------------------------------------------
 
 
+def _preview_windows(domain: str, domain_total: int, limit: int) -> list[tuple[int, int | None]]:
+    """(after id, how many) windows to read: everything, or ``WINDOWS`` spread over the ids."""
+    if domain_total <= limit:
+        return [(0, None)]
+    goldens = GoldenRecord.objects.filter(domain=domain, status=GoldenRecord.Status.ACTIVE)
+    bounds = goldens.aggregate(low=Min("pk"), high=Max("pk"))
+    low, high = bounds["low"] - 1, bounds["high"]
+    step = (high - low) / WINDOWS
+    per_window = max(1, limit // WINDOWS)
+    return [(low + int(step * i), per_window) for i in range(WINDOWS)]
+
+
 def survivorship_rules_preview(
-    *, domain: str, spec: dict[str, Any], sample: int = SAMPLE
+    *, domain: str, spec: dict[str, Any], sample: int = SAMPLE, limit: int | None = None
 ) -> Preview:
-    """What saving ``spec`` would change, computed over every active golden record.
+    """What saving ``spec`` would change, without writing anything.
 
     Writes nothing (no rule version, no job, no golden record, no history row).  A bad spec
     raises ``RulesError``.  The sample holds the first ``sample`` golden records (by id)
-    whose values would change, with their values before and after.
+    whose values would change, with their values before and after.  A domain of more than
+    ``limit`` active golden records (``AURUM_SURVIVORSHIP_PREVIEW_LIMIT``) is previewed on
+    ``WINDOWS`` id windows spread over it, ``limit`` records in all, and the counts are
+    scaled to the whole domain (``estimated``), so a preview answers in seconds at any size.
     """
     dom = get_domain(domain)
     known = SourceSystem.objects.values_list("code", flat=True)
     ruleset = rules_from_spec(dom, spec, known_sources=list(known))
+    limit = limit or settings.AURUM_SURVIVORSHIP_PREVIEW_LIMIT
     preview = Preview(domain=dom.code)
+    preview.domain_total = GoldenRecord.objects.filter(
+        domain=dom.code, status=GoldenRecord.Status.ACTIVE
+    ).count()
+    windows = _preview_windows(dom.code, preview.domain_total, limit)
+    preview.estimated = windows != [(0, None)]
     counts: dict[str, int] = defaultdict(int)
-    for rows in _golden_chunks(dom.code):
+    seen: set[int] = set()
+    chunks = (
+        rows
+        for after, size in windows
+        for rows in _golden_chunks(dom.code, after=after, limit=size)
+    )
+    for chunk_rows in chunks:
+        rows = [row for row in chunk_rows if row[0] not in seen]  # windows may overlap
+        seen.update(row[0] for row in rows)
         preview.total += len(rows)
         for change in _changes(dom.code, ruleset, rows):
             names = change.changed_attributes
@@ -268,6 +313,11 @@ def survivorship_rules_preview(
                 counts[name] += 1
             if len(preview.sample) < sample:
                 preview.sample.append(change)
+    if preview.estimated and preview.total:
+        scale = preview.domain_total / preview.total
+        preview.changed = round(preview.changed * scale)
+        preview.provenance_only = round(preview.provenance_only * scale)
+        counts = defaultdict(int, {k: round(v * scale) for k, v in counts.items()})
     order = {name: i for i, name in enumerate(dom.attribute_names)}
     preview.attributes = dict(sorted(counts.items(), key=lambda kv: order.get(kv[0], 0)))
     return preview

@@ -95,6 +95,8 @@ def test_preview_then_save_then_follow_the_job(
     assert writes() == before
     assert preview.json() == {
         "total": 1,
+        "domain_total": 1,
+        "estimated": False,
         "changed": 1,
         "provenance_only": 0,
         "attributes": {"given_name": 1},

@@ -245,3 +245,48 @@ def test_a_lost_job_message_is_sent_again_by_the_sweep(goldens, admin, eager, mo
     job.refresh_from_db()
     assert job.status == "succeeded"
     assert email_of(goldens["ann"]) == "ann@erp.example"
+
+
+@pytest.fixture
+def many_goldens(api, other_api):
+    """60 golden records; the 30 with an even number have an erp e-mail that differs."""
+    source_system_upsert(code="crm", priority=10)
+    source_system_upsert(code="erp", priority=20)
+    api.post(
+        URL,
+        {
+            "records": [
+                {"source_key": f"c{i}", "given_name": "P", "email": f"p{i}@crm.example"}
+                for i in range(60)
+            ]
+        },
+        format="json",
+    )
+    other_api.post(
+        URL,
+        {
+            "records": [
+                {"source_key": f"e{i}", "given_name": "P", "email": f"p{i}@erp.example"}
+                for i in range(0, 60, 2)
+            ]
+        },
+        format="json",
+    )
+    ids = dict(SourceRecord.objects.values_list("source_key", "id"))
+    clusters = {ids[f"c{i}"]: i for i in range(60)}
+    clusters.update({ids[f"e{i}"]: i for i in range(0, 60, 2)})
+    golden_records_apply_clusters(domain="customer", clusters=clusters)
+
+
+def test_preview_of_a_large_domain_reads_a_spread_sample_and_scales_the_counts(many_goldens):
+    before = counts()
+
+    full = survivorship_rules_preview(domain="customer", spec=ERP_FIRST)
+    sampled = survivorship_rules_preview(domain="customer", spec=ERP_FIRST, limit=20)
+
+    assert (full.estimated, full.total, full.domain_total, full.changed) == (False, 60, 60, 30)
+    assert sampled.estimated and sampled.domain_total == 60
+    assert 10 <= sampled.total <= 20  # windows of 2 records spread over the ids, no repeats
+    assert abs(sampled.changed - 30) <= 6  # every other golden record changes
+    assert sampled.attributes == {"email": sampled.changed}
+    assert counts() == before
