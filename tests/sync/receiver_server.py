@@ -62,17 +62,19 @@ class Receiver:
                 if status == 200:
                     headers = dict(self.headers.items())
                     with outer.lock:
-                        duplicate = verifier.is_duplicate(headers)
-                        outer.duplicates += duplicate
-                        try:
-                            event = None if duplicate else verifier.verify(headers, body)
-                        except VerificationError as exc:
-                            outer.refused.append(str(exc))
-                            status = 400
+                        if verifier.is_duplicate(headers):
+                            # a retry of a message already processed: acknowledge it again
+                            outer.duplicates += 1
                         else:
-                            outer.received.append(
-                                Received(headers["webhook-id"], event or {}, time.time())
-                            )
+                            try:
+                                event = verifier.verify(headers, body)
+                            except VerificationError as exc:
+                                outer.refused.append(str(exc))
+                                status = 400
+                            else:
+                                outer.received.append(
+                                    Received(headers["webhook-id"], event, time.time())
+                                )
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()

@@ -320,7 +320,10 @@ def test_postgres_connections_lost_under_load_lose_nothing(
         what="deliveries after the connection losses",
     )  # fmt: skip
     assert receiver.unique_ids() == {f"evt_{s}" for s in range(1, total + 1)}
+    assert len(receiver.received) == total
+    assert receiver.calls == total + receiver.duplicates
     assert_in_order(receiver)
+    print(f"duplicates after the connection losses: {receiver.duplicates}")
 
 
 def test_the_api_answers_503_then_recovers_when_its_connection_is_cut(
