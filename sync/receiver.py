@@ -64,9 +64,15 @@ class Verifier:
             return False
 
     def verify(
-        self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+        self, headers: Mapping[str, str], body: bytes | str, *, now: float | None = None
     ) -> dict[str, Any]:
-        """The decoded event, or VerificationError saying why it was refused."""
+        """The decoded event, or VerificationError saying why it was refused.
+
+        ``body`` is the raw request body; an AMQP client that decoded it (kombu does, for
+        UTF-8) may pass the text.
+        """
+        if isinstance(body, str):
+            body = body.encode()
         msg_id = _header(headers, "webhook-id")
         raw_ts = _header(headers, "webhook-timestamp")
         given = _header(headers, "webhook-signature").split()
