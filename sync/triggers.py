@@ -4,7 +4,9 @@ Every write path of golden records (match apply, its COPY variant, merge, split,
 undo, survivorship recompute) writes a history row; a trigger on that table writes the event
 in the same transaction, so no path can forget it and a rolled-back change leaves none.
 PostgreSQL runs one INSERT ... SELECT per statement (a transition table), SQLite one INSERT
-per row.  Installed by migration ``sync.0002``.
+per row.  On PostgreSQL the trigger also notifies ``aurum_change_events``, which the relay
+command listens on, so delivery starts at commit rather than at the next poll.  Installed
+by migration ``sync.0002``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ BEGIN
     SELECT n.domain, n.id, n.version, {_KIND.format(n="n")}, n.history_id,
            COALESCE(n.history_change_reason, ''), n.history_date
     FROM aurum_new_rows n ORDER BY n.history_id;
+    -- Wakes a listening relay at commit (notifications of one transaction are merged).
+    PERFORM pg_notify('aurum_change_events', '');
     RETURN NULL;
 END $$""",  # noqa: S608
     f"""CREATE TRIGGER aurum_golden_change_event AFTER INSERT ON {HISTORY_TABLE}
