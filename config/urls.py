@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/v1/<slug:domain>/match", MatchSearchView.as_view(), name="match-search"),
+    path("api/v1/", include("sync.urls")),
     path("api/v1/", include("mdm.api.urls")),
     path("api-auth/", include("rest_framework.urls")),
 ]

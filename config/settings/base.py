@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.logs.CorrelationIdMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -215,6 +216,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mdm.quality_check_all",
         "schedule": float(os.environ.get("AURUM_QUALITY_SCHEDULE_SECONDS", "3600")),
     },
+    "sync-relay": {"task": "sync.relay", "schedule": 2.0},
 }
 # A review task is due this many hours after it opens, unless its domain's ServiceLevel says.
 AURUM_REVIEW_DUE_HOURS = int(os.environ.get("AURUM_REVIEW_DUE_HOURS", "48"))
@@ -247,3 +249,16 @@ AURUM_INGEST_WORKERS = int(os.environ.get("AURUM_INGEST_WORKERS", "1"))
 AURUM_INGEST_PARALLEL_MIN_BYTES = int(
     os.environ.get("AURUM_INGEST_PARALLEL_MIN_BYTES", str(4 * 1024 * 1024))
 )
+
+# --- Publishing (sync) ----------------------------------------------------------------
+# Webhook URLs resolving to private, link-local or loopback addresses are refused unless allowed.
+AURUM_WEBHOOK_ALLOW_PRIVATE = env_bool("AURUM_WEBHOOK_ALLOW_PRIVATE", False)
+AURUM_WEBHOOK_ALLOW_LOOPBACK = env_bool("AURUM_WEBHOOK_ALLOW_LOOPBACK", False)
+AURUM_SYNC_SEND_TIMEOUT = float(os.environ.get("AURUM_SYNC_SEND_TIMEOUT", "10"))
+AURUM_SYNC_BACKOFF_BASE = float(os.environ.get("AURUM_SYNC_BACKOFF_BASE", "2"))
+AURUM_SYNC_BACKOFF_MAX = float(os.environ.get("AURUM_SYNC_BACKOFF_MAX", "3600"))
+# Consecutive failures that open a subscriber's circuit, and the cool-down before a probe.
+AURUM_SYNC_CIRCUIT_FAILURES = int(os.environ.get("AURUM_SYNC_CIRCUIT_FAILURES", "5"))
+AURUM_SYNC_CIRCUIT_COOLDOWN = float(os.environ.get("AURUM_SYNC_CIRCUIT_COOLDOWN", "60"))
+# A delivery queued (or sending) longer than this lost its task: the relay queues it again.
+AURUM_SYNC_REQUEUE_AFTER = float(os.environ.get("AURUM_SYNC_REQUEUE_AFTER", "120"))
