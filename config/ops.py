@@ -116,6 +116,7 @@ class HubCollector(Collector):
         yield from self._review()
         yield from self._quality()
         yield from self._queues()
+        yield from self._publishing()
         took = GaugeMetricFamily(
             "aurum_metrics_scrape_seconds", "Time taken to read the hub's metrics."
         )
@@ -208,6 +209,39 @@ class HubCollector(Collector):
             overdue.add_metric(labels, late.get((row["kind"], row["domain"]), 0))
         yield backlog
         yield overdue
+
+    def _publishing(self) -> Iterator[Any]:
+        from sync.selectors import subscriber_health
+
+        lag = GaugeMetricFamily(
+            "aurum_outbox_lag_events",
+            "Golden change events not yet delivered (push) or acknowledged (pull), per subscriber.",
+            labels=["subscriber", "kind"],
+        )
+        dead = GaugeMetricFamily(
+            "aurum_delivery_dead_letters",
+            "Deliveries in the dead-letter list.",
+            labels=["subscriber"],
+        )
+        failures = GaugeMetricFamily(
+            "aurum_delivery_failure_ratio",
+            "Failed delivery attempts / attempts, per subscriber.",
+            labels=["subscriber"],
+        )
+        circuit = GaugeMetricFamily(
+            "aurum_subscriber_circuit_open",
+            "1 while a subscriber's circuit breaker is open or it is disabled.",
+            labels=["subscriber"],
+        )
+        for sub in subscriber_health():
+            lag.add_metric([sub.code, sub.kind], sub.lag)
+            dead.add_metric([sub.code], sub.dead_letters)
+            failures.add_metric([sub.code], sub.failure_rate)
+            circuit.add_metric([sub.code], 1 if sub.circuit_open or not sub.is_active else 0)
+        yield lag
+        yield dead
+        yield failures
+        yield circuit
 
     def _quality(self) -> Iterator[Any]:
         from mdm.selectors import quality_dimension_scores
