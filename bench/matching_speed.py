@@ -99,6 +99,7 @@ from matching.evaluation import pairwise_scores  # noqa: E402
 from matching.models import MatchModel, MatchPair, MatchRun, PairConstraint  # noqa: E402
 from matching.services import match_model_train, match_run_full, match_search  # noqa: E402
 from matching.store import engine_records, stores_clear  # noqa: E402
+from mdm import bulk  # noqa: E402
 from mdm.domains import get_domain  # noqa: E402
 from mdm.mapping import compile_mapping  # noqa: E402
 from mdm.models import (  # noqa: E402
@@ -1165,10 +1166,11 @@ def main() -> None:
     probe.wrap(
         match_services, "golden_records_apply_clusters", "apply: golden_records_apply_clusters"
     )
-    probe.wrap(golden_services, "bulk_create_with_history", "  golden: bulk_create_with_history")
-    probe.wrap(golden_services, "bulk_update_with_history", "  golden: bulk_update_with_history")
-    probe.wrap(golden_services, "golden_records_rebuild", "  golden: golden_records_rebuild")
-    probe.wrap(golden_services, "survive", "    rebuild: survive()")
+    probe.wrap(golden_services, "_members", "  golden: _members (load members)")
+    probe.wrap(golden_services, "survive", "  golden: survive()")
+    probe.wrap(bulk, "rows_create_with_history", "  golden: rows_create_with_history")
+    probe.wrap(bulk, "rows_update_with_history", "  golden: rows_update_with_history")
+    probe.wrap(bulk, "table_analyze", "  golden: table_analyze")
     probe.wrap(match_services, "_review_tasks", "apply: _review_tasks")
     rss_before, peak_before = rss_mb(), peak_mb()
     t = time.perf_counter()

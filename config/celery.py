@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init
+
+from config import logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -30,3 +32,8 @@ def ensure_broker_folders() -> None:
 @worker_init.connect
 def _worker_init(**kwargs: object) -> None:
     ensure_broker_folders()
+
+
+before_task_publish.connect(logs.task_headers_add, weak=False)
+task_prerun.connect(logs.task_correlation_set, weak=False)
+task_postrun.connect(logs.task_correlation_reset, weak=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 Id = TypeVar("Id", bound=Hashable)
 
@@ -121,11 +121,14 @@ def cluster(
         if not forest.join(edge.left, edge.right):
             refused.append(edge)
     members: dict[Id, list[Id]] = {}
+    find = forest.find
     for item in forest.parent:
-        members.setdefault(forest.find(item), []).append(item)
+        members.setdefault(find(item), []).append(item)
+    # Plain integer ids (record ids) are already in _order's order: skip the key function.
+    numeric = all(type(item) is int for item in forest.parent)
     clusters: dict[Id, Id] = {}
     for group in members.values():
-        key = min(group, key=_order)
+        key = cast(Id, min(cast(list[int], group))) if numeric else min(group, key=_order)
         for item in group:
             clusters[item] = key
     return ClusterResult(clusters, tuple(refused))

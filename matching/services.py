@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -24,11 +24,15 @@ from matching.engine.interface import (
 )
 from matching.models import MatchModel, MatchPair, MatchRun, PairConstraint
 from matching.store import engine_records, store_for
+from mdm import bulk
 from mdm.domains import get_domain
 from mdm.domains.match_spec import MatchSpec
 from mdm.models import CrossReference, RecordChange, SourceRecord
 from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
+from mdm.services.locks import golden_domain_lock
 from stewardship.models import ReviewTask
+
+ANALYZE_AT = 10_000  # refresh the planner's statistics after writing this many pairs
 
 
 class MatchingError(ValueError):
@@ -155,6 +159,18 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
         timings["cluster"] = time.perf_counter() - t
         t = time.perf_counter()
         with transaction.atomic():
+            # Steward commands wait from here; one that committed while this run scored
+            # changed the constraints: cluster again with them (scores stay valid).
+            golden_domain_lock(domain)
+            if _constraints(domain) != (must, cannot):
+                must, cannot = _constraints(domain)
+                result = cluster(
+                    [r.id for r in records],
+                    (Edge(p.left, p.right, p.match_probability) for p in pairs),
+                    threshold=model.upper_threshold,
+                    must_link=must,
+                    cannot_link=cannot,
+                )
             _store_pairs(domain, model, pairs)
             applied = golden_records_apply_clusters(
                 domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
@@ -188,28 +204,49 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
 
 
 def _store_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:
-    """Replace the domain's scored pairs with this run's (set-based)."""
-    MatchPair.objects.filter(domain=domain).delete()
+    """Replace the domain's scored pairs with this run's (set-based).
+
+    Tasks lose their pair as ``on_delete=SET_NULL`` says, in one statement; the pairs go in
+    another (Django's delete collector would first load every pair to do the same).
+    """
+    ReviewTask.objects.filter(pair__domain=domain).update(pair=None)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {MatchPair._meta.db_table} WHERE domain = %s", [domain])  # noqa: S608
+    pairs = list(pairs)
     _insert_pairs(domain, model, pairs)
+    if len(pairs) >= ANALYZE_AT:  # the review-task query reads them next
+        bulk.table_analyze(MatchPair)
 
 
 def _insert_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:
     now = timezone.now()
-    MatchPair.objects.bulk_create(
-        [
-            MatchPair(
-                domain=domain,
-                model=model,
-                left_id=min(p.left, p.right),
-                right_id=max(p.left, p.right),
-                match_probability=p.match_probability,
-                match_weight=p.match_weight,
-                contributions=[asdict(c) for c in p.contributions],
-                scored_at=now,
+    # COPY serialises the Contribution dataclasses itself (orjson), much faster than asdict.
+    plain = not bulk.uses_copy()
+    bulk.rows_create(
+        MatchPair,
+        (
+            "domain",
+            "model_id",
+            "left_id",
+            "right_id",
+            "match_probability",
+            "match_weight",
+            "contributions",
+            "scored_at",
+        ),
+        (
+            (
+                domain,
+                model.pk,
+                min(p.left, p.right),
+                max(p.left, p.right),
+                p.match_probability,
+                p.match_weight,
+                [asdict(c) for c in p.contributions] if plain else p.contributions,
+                now,
             )
             for p in pairs
-        ],
-        batch_size=2000,
+        ),
     )
 
 
@@ -284,6 +321,7 @@ def match_pending(
         return None
     started = time.perf_counter()
     with transaction.atomic():
+        golden_domain_lock(domain)
         markers = list(
             RecordChange.objects.select_for_update(skip_locked=True)
             .filter(domain=domain)

@@ -15,6 +15,7 @@ from typing import Any
 from matching.engine.interface import EngineRecord, MatchSpec, TrainedModel
 from matching.models import MatchModel
 from mdm.models import STEWARD_SOURCE, SourceRecord
+from mdm.selectors import live_record_rows
 
 
 @dataclass
@@ -37,13 +38,13 @@ def _history_max() -> int:
 def engine_records(domain: str, ids: list[int] | None = None) -> list[EngineRecord]:
     # A steward's correction is no entity of its own: it stays with its golden record by a
     # must-link and is never scored against other records.
-    qs = SourceRecord.objects.filter(domain=domain, is_deleted=False).exclude(
-        source_system__code=STEWARD_SOURCE
+    rows = live_record_rows(
+        domain=domain, columns=("id", "attributes"), ids=ids, exclude_sources=(STEWARD_SOURCE,)
     )
-    if ids is not None:
-        qs = qs.filter(id__in=ids)
-    rows = qs.values_list("id", "attributes")
-    return [EngineRecord(id=pk, attributes=attributes) for pk, attributes in rows.iterator(2000)]
+    return sorted(
+        (EngineRecord(id=pk, attributes=attributes) for pk, attributes in rows),
+        key=lambda r: r.id,
+    )
 
 
 def store_for(domain: str, model: MatchModel, spec: MatchSpec, trained: TrainedModel) -> Any:

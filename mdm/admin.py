@@ -11,10 +11,14 @@ from simple_history.admin import SimpleHistoryAdmin
 from mdm.domains import domain_codes
 from mdm.mapping import MappingError, compile_mapping
 from mdm.models import (
+    AlertEvent,
+    AlertRule,
     CrossReference,
     GoldenOperation,
     GoldenRecord,
     IngestRun,
+    QualityRule,
+    QualityRun,
     QuarantinedPayload,
     SourceMapping,
     SourceRecord,
@@ -22,6 +26,8 @@ from mdm.models import (
     SourceToken,
     UserToken,
 )
+from mdm.quality import rule_spec_errors
+from mdm.services.alerts import alert_signals
 from mdm.services.quarantine import QuarantineStateError, quarantined_payload_replay
 from mdm.services.sources import source_token_issue, source_token_revoke
 from mdm.services.user_tokens import user_token_revoke
@@ -240,3 +246,138 @@ class UserTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             user_token_revoke(token=token)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+class QualityRuleForm(forms.ModelForm):
+    domain = forms.ChoiceField(choices=[])
+
+    class Meta:
+        model = QualityRule
+        fields = [
+            "domain",
+            "name",
+            "kind",
+            "attribute",
+            "params",
+            "source_system",
+            "description",
+            "is_active",
+            "opens_tasks",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].choices = [(code, code) for code in domain_codes()]  # type: ignore[attr-defined]
+        self.fields["params"].required = False
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        errors = rule_spec_errors(
+            domain=data.get("domain", ""),
+            kind=data.get("kind", ""),
+            attribute=data.get("attribute", ""),
+            params=data.get("params") or {},
+        )
+        for field, message in errors.items():
+            self.add_error(field if field in self.fields else None, message)
+        return data
+
+
+@admin.register(QualityRule)
+class QualityRuleAdmin(SimpleHistoryAdmin):
+    form = QualityRuleForm
+    list_display = [
+        "name",
+        "domain",
+        "kind",
+        "attribute",
+        "source_system",
+        "is_active",
+        "opens_tasks",
+    ]
+    list_filter = ["domain", "kind", "is_active"]
+    search_fields = ["name", "attribute", "description"]
+
+
+@admin.register(QualityRun)
+class QualityRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "domain",
+        "trigger",
+        "started_at",
+        "records_checked",
+        "failures",
+        "issues_opened",
+        "issues_resolved",
+        "duration_seconds",
+    ]
+    list_filter = ["domain", "trigger"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AlertRuleForm(forms.ModelForm):
+    signal = forms.ChoiceField(choices=[])
+    domain = forms.ChoiceField(choices=[], required=False)
+
+    class Meta:
+        model = AlertRule
+        fields = ["name", "signal", "domain", "threshold", "channel", "target", "is_active"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["signal"].choices = [  # type: ignore[attr-defined]
+            (name, f"{name}: {signal.description}")
+            for name, signal in sorted(alert_signals().items())
+        ]
+        self.fields["domain"].choices = [("", "every domain")] + [  # type: ignore[attr-defined]
+            (code, code) for code in domain_codes()
+        ]
+
+    def clean_target(self) -> str:
+        target = str(self.cleaned_data.get("target", "")).strip()
+        if self.data.get("channel") == AlertRule.Channel.WEBHOOK:
+            forms.URLField(assume_scheme="https").clean(target)
+            if not target.startswith(("http://", "https://")):
+                raise forms.ValidationError("A webhook is an http(s) URL.")
+        else:
+            for address in [a.strip() for a in target.split(",")]:
+                forms.EmailField().clean(address)
+        return target
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(SimpleHistoryAdmin):
+    form = AlertRuleForm
+    list_display = [
+        "name",
+        "signal",
+        "domain",
+        "threshold",
+        "channel",
+        "is_active",
+        "firing",
+        "last_value",
+        "last_checked_at",
+    ]
+    list_filter = ["signal", "firing", "is_active"]
+    readonly_fields = ["firing", "fired_at", "cleared_at", "last_value", "last_checked_at"]
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "alert", "kind", "value", "threshold", "delivered", "error"]
+    list_filter = ["kind", "delivered"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

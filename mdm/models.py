@@ -451,3 +451,173 @@ class UserToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class QualityRule(models.Model):
+    """A data-quality rule an admin set on a domain (see ``mdm.quality`` for what each checks).
+
+    ``params`` by kind: validity and completeness take none; uniqueness ``{"scope": "source" |
+    "domain"}``; consistency ``{"when": attr, "equals": value}`` (``attribute`` must then have a
+    value) or ``{"not_after": attr}`` (``attribute``'s value is not later than the other's);
+    freshness ``{"max_age_days": n}``.
+    """
+
+    class Kind(models.TextChoices):
+        COMPLETENESS = "completeness"
+        VALIDITY = "validity"
+        UNIQUENESS = "uniqueness"
+        CONSISTENCY = "consistency"
+        FRESHNESS = "freshness"
+
+    domain = models.CharField(max_length=50)
+    name = models.SlugField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    attribute = models.CharField(max_length=100, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    # Only this source system's records; none means every source of the domain.
+    source_system = models.ForeignKey(
+        SourceSystem, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    # A newly failing record opens a data-quality task in the steward queue.
+    opens_tasks = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["domain", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "name"], name="uniq_quality_rule_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.domain}/{self.name}"
+
+
+class QualityRun(models.Model):
+    """One evaluation of a domain's quality rules: after an ingest run, or the whole domain."""
+
+    class Trigger(models.TextChoices):
+        INGEST = "ingest"
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+
+    domain = models.CharField(max_length=50)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    ingest_run = models.ForeignKey(IngestRun, null=True, blank=True, on_delete=models.SET_NULL)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    records_checked = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    issues_opened = models.PositiveIntegerField(default=0)
+    issues_resolved = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["domain", "-id"])]
+
+    def __str__(self) -> str:
+        return f"quality run {self.pk} {self.domain} ({self.trigger})"
+
+
+class QualityScore(models.Model):
+    """Of a whole-domain run: how many records one rule checked and how many failed, per source."""
+
+    run = models.ForeignKey(QualityRun, on_delete=models.CASCADE, related_name="scores")
+    rule = models.ForeignKey(QualityRule, on_delete=models.CASCADE, related_name="scores")
+    domain = models.CharField(max_length=50)
+    source_system = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="+")
+    dimension = models.CharField(max_length=20, choices=QualityRule.Kind.choices)
+    attribute = models.CharField(max_length=100, blank=True)
+    checked = models.PositiveIntegerField()
+    failed = models.PositiveIntegerField()
+    measured_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["domain", "measured_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}@{self.run_id}: {self.failed}/{self.checked}"
+
+
+class QualityIssue(models.Model):
+    """A record failing a rule: open while it fails, resolved when a later check passes it."""
+
+    rule = models.ForeignKey(QualityRule, on_delete=models.CASCADE, related_name="issues")
+    record = models.ForeignKey(SourceRecord, on_delete=models.CASCADE, related_name="+")
+    domain = models.CharField(max_length=50)
+    source_system = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="+")
+    message = models.TextField()
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "record"], name="uniq_quality_issue")
+        ]
+        indexes = [models.Index(fields=["domain", "resolved_at", "rule"])]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} on record {self.record_id}"
+
+
+class AlertRule(models.Model):
+    """A threshold an admin set on one of the hub's signals, and where to say it was crossed.
+
+    It fires once when the signal goes above ``threshold`` (an incident) and clears once when
+    it is back at or below it; nothing is sent while it stays on either side.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    name = models.CharField(max_length=100, unique=True)
+    # A signal registered with mdm.services.alerts (e.g. "overdue_tasks", "quality_score_drop").
+    signal = models.CharField(max_length=50)
+    domain = models.CharField(max_length=50, blank=True, help_text="Empty: every domain.")
+    threshold = models.FloatField(help_text="The alert fires when the signal is above this.")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    # E-mail addresses (comma-separated) or the webhook URL.
+    target = models.CharField(max_length=500)
+    is_active = models.BooleanField(default=True)
+    firing = models.BooleanField(default=False)
+    fired_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords(get_user=history_user, excluded_fields=["last_checked_at"])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertEvent(models.Model):
+    """An alert firing or clearing, with the notification's outcome."""
+
+    class Kind(models.TextChoices):
+        FIRED = "fired"
+        CLEARED = "cleared"
+
+    alert = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.FloatField()
+    threshold = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.alert_id} {self.kind} at {self.value}"

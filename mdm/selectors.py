@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+from django.db import connection, models
 from django.db.models import QuerySet
 
 from mdm.domains import get_domain
@@ -16,6 +19,9 @@ from mdm.models import (
     CrossReference,
     GoldenRecord,
     IngestRun,
+    QualityIssue,
+    QualityRun,
+    QualityScore,
     QuarantinedPayload,
     SourceMapping,
     SourceRecord,
@@ -315,3 +321,208 @@ def golden_record_timeline(*, golden_id: int) -> list[TimelineEntry]:
                 last = row
     entries.reverse()
     return entries
+
+
+def live_record_rows(
+    *,
+    domain: str,
+    columns: Sequence[str],
+    ids: Sequence[int] | None = None,
+    exclude_sources: Sequence[str] = (),
+) -> Iterator[tuple[Any, ...]]:
+    """Values of ``columns`` (field attnames) of the domain's live source records, all of
+    them or those of ``ids``, without those of the source systems ``exclude_sources``, in
+    no particular order.  For bulk reads (a full match): on PostgreSQL the rows stream from
+    a server-side cursor and JSON is decoded by orjson, a few times faster than the ORM's
+    ``json.loads`` per value."""
+    excluded = list(
+        SourceSystem.objects.filter(code__in=exclude_sources).values_list("id", flat=True)
+    )
+    if connection.vendor != "postgresql":
+        qs = SourceRecord.objects.filter(domain=domain, is_deleted=False).exclude(
+            source_system_id__in=excluded
+        )
+        if ids is None:
+            yield from qs.values_list(*columns).iterator(5000)
+            return
+        for start in range(0, len(ids), 900):
+            yield from qs.filter(id__in=ids[start : start + 900]).values_list(*columns)
+        return
+    fields: dict[str, Any] = {f.attname: f for f in SourceRecord._meta.concrete_fields}
+    json_at = [i for i, c in enumerate(columns) if fields[c].get_internal_type() == "JSONField"]
+    sql = (
+        f"SELECT {', '.join(fields[c].column for c in columns)} "  # noqa: S608
+        f"FROM {SourceRecord._meta.db_table} WHERE domain = %s AND NOT is_deleted"
+    )
+    params: list[Any] = [domain]
+    if ids is not None:
+        sql += " AND id = ANY(%s)"
+        params.append(list(ids))
+    if excluded:
+        sql += " AND NOT (source_system_id = ANY(%s))"
+        params.append(excluded)
+    loads = orjson.loads
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(5000):
+            if not json_at:
+                yield from rows
+                continue
+            for row in rows:
+                values = list(row)
+                for i in json_at:
+                    if values[i] is not None:
+                        values[i] = loads(values[i])
+                yield tuple(values)
+
+
+# --- data quality ---------------------------------------------------------------------
+
+QUALITY_DIMENSIONS = ("completeness", "validity", "uniqueness", "consistency", "freshness")
+
+
+def quality_latest_runs() -> dict[str, int]:
+    """The latest whole-domain quality run of each domain: domain -> run id."""
+    rows = (
+        QualityRun.objects.exclude(trigger=QualityRun.Trigger.INGEST)
+        .filter(finished_at__isnull=False)
+        .values("domain")
+        .annotate(latest=models.Max("id"))
+        .order_by()
+    )
+    return {row["domain"]: row["latest"] for row in rows}
+
+
+def quality_dimension_scores(
+    *, domain: str | None = None, source_code: str | None = None
+) -> dict[str, dict[str, float]]:
+    """domain -> dimension -> share of checks passed (0-1), from the latest whole-domain run.
+
+    A dimension's score pools its rules: 1 - failed / checked over all of them."""
+    runs = quality_latest_runs()
+    if domain is not None:
+        runs = {domain: runs[domain]} if domain in runs else {}
+    scores = QualityScore.objects.filter(run_id__in=runs.values())
+    if source_code:
+        scores = scores.filter(source_system__code=source_code)
+    rows = (
+        scores.values("domain", "dimension")
+        .annotate(checked=models.Sum("checked"), failed=models.Sum("failed"))
+        .order_by("domain", "dimension")
+    )
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        if row["checked"]:
+            out[row["domain"]][row["dimension"]] = 1 - row["failed"] / row["checked"]
+    return dict(out)
+
+
+@dataclass(frozen=True)
+class QualityFigure:
+    """A score line: what was checked (a dimension, attribute or source) and how it fared."""
+
+    label: str
+    checked: int
+    failed: int
+
+    @property
+    def score(self) -> float:
+        return 1 - self.failed / self.checked if self.checked else 1.0
+
+    @property
+    def percent(self) -> str:
+        return f"{self.score * 100:.1f}%"
+
+
+@dataclass(frozen=True)
+class QualityOverview:
+    run: QualityRun | None
+    dimensions: list[QualityFigure]
+    worst_attributes: list[QualityFigure]
+    worst_sources: list[QualityFigure]
+    rules: list[QualityFigure]
+    trend: list[tuple[datetime, dict[str, float]]]
+
+
+def _figures(scores: QuerySet[QualityScore], key: str) -> list[QualityFigure]:
+    rows = (
+        scores.values(key)
+        .annotate(checked=models.Sum("checked"), failed=models.Sum("failed"))
+        .order_by(key)
+    )
+    return [
+        QualityFigure(str(row[key] or "(record)"), row["checked"], row["failed"]) for row in rows
+    ]
+
+
+def quality_overview(
+    *, domain: str, source_code: str | None = None, trend_runs: int = 30
+) -> QualityOverview:
+    """The data-quality page's figures for a domain (optionally one source system): scores per
+    dimension, attribute, source and rule of the latest whole-domain run, worst first where
+    it matters, and the dimension scores of the last ``trend_runs`` runs, oldest first."""
+    runs = list(
+        QualityRun.objects.filter(domain=domain, finished_at__isnull=False)
+        .exclude(trigger=QualityRun.Trigger.INGEST)
+        .order_by("-id")[:trend_runs]
+    )
+    scores = QualityScore.objects.filter(domain=domain)
+    if source_code:
+        scores = scores.filter(source_system__code=source_code)
+    latest = scores.filter(run=runs[0]) if runs else scores.none()
+    dims = {figure.label: figure for figure in _figures(latest, "dimension")}
+    dimensions = [dims.get(d, QualityFigure(d, 0, 0)) for d in QUALITY_DIMENSIONS]
+
+    def worst(figures: list[QualityFigure]) -> list[QualityFigure]:
+        return sorted(figures, key=lambda f: (f.score, -f.failed, f.label))[:8]
+
+    attribute_rows = (
+        latest.values("attribute", "dimension")
+        .annotate(checked=models.Sum("checked"), failed=models.Sum("failed"))
+        .order_by()
+    )
+    attributes = [
+        QualityFigure(
+            f"{row['attribute'] or 'record'} · {row['dimension']}", row["checked"], row["failed"]
+        )
+        for row in attribute_rows
+    ]
+    trend_rows = (
+        scores.filter(run__in=runs)
+        .values("run_id", "measured_at", "dimension")
+        .annotate(checked=models.Sum("checked"), failed=models.Sum("failed"))
+        .order_by("run_id")
+    )
+    trend: dict[int, tuple[datetime, dict[str, float]]] = {}
+    for row in trend_rows:
+        point = trend.setdefault(row["run_id"], (row["measured_at"], {}))
+        if row["checked"]:
+            point[1][row["dimension"]] = 1 - row["failed"] / row["checked"]
+    return QualityOverview(
+        run=runs[0] if runs else None,
+        dimensions=dimensions,
+        worst_attributes=worst(attributes),
+        worst_sources=worst(_figures(latest, "source_system__code")),
+        rules=worst(_figures(latest, "rule__name")),
+        trend=[trend[k] for k in sorted(trend)],
+    )
+
+
+def quality_issues_open(
+    *,
+    domain: str,
+    source_code: str | None = None,
+    rule_name: str | None = None,
+    attribute: str | None = None,
+) -> QuerySet[QualityIssue]:
+    """The records failing the domain's rules now, newest first, filtered as asked."""
+    issues = QualityIssue.objects.filter(domain=domain, resolved_at__isnull=True)
+    if source_code:
+        issues = issues.filter(source_system__code=source_code)
+    if rule_name:
+        issues = issues.filter(rule__name=rule_name)
+    if attribute:
+        issues = issues.filter(rule__attribute=attribute)
+    return issues.select_related("rule", "record", "source_system").order_by(
+        "-first_seen_at", "-id"
+    )

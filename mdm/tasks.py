@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from mdm.services import quality as quality_services
 from mdm.services import survivorship as survivorship_services
 from mdm.services.housekeeping import idempotency_keys_purge
 
@@ -24,3 +25,31 @@ def survivorship_recompute(job_id: int) -> str:
 def survivorship_jobs_resume() -> int:
     """Queue again survivorship jobs whose message was lost or whose worker died."""
     return len(survivorship_services.survivorship_jobs_resume())
+
+
+@shared_task(name="mdm.quality_check_ingest_run")
+def quality_check_ingest_run(ingest_run_id: int) -> int:
+    """Run the data-quality rules over one ingest run's records.  Safe to run twice."""
+    from mdm.models import IngestRun
+
+    domain = IngestRun.objects.filter(pk=ingest_run_id).values_list("domain", flat=True).first()
+    if domain is None:
+        return 0
+    run = quality_services.quality_check_run(
+        domain=domain, trigger="ingest", ingest_run_id=ingest_run_id
+    )
+    return run.failures
+
+
+@shared_task(name="mdm.quality_check_all")
+def quality_check_all() -> int:
+    """The scheduled whole-domain data-quality run (scores and trend).  Safe to run twice."""
+    return len(quality_services.quality_check_all())
+
+
+@shared_task(name="mdm.alerts_evaluate")
+def alerts_evaluate() -> int:
+    """Fire or clear the admin's alerts; one notification per incident.  Safe to run twice."""
+    from mdm.services.alerts import alerts_evaluate as evaluate
+
+    return len(evaluate())

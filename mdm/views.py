@@ -10,16 +10,19 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from mdm.charts import line_chart
 from mdm.domains import UnknownDomainError, all_domains, get_domain
 from mdm.domains.base import Domain
 from mdm.forms import RulesForm, form_from_post, form_from_spec
-from mdm.models import SourceSystem, SurvivorshipJob, SurvivorshipRuleSet
+from mdm.models import QualityScore, SourceSystem, SurvivorshipJob, SurvivorshipRuleSet
 from mdm.roles import Role, user_has_role
+from mdm.selectors import quality_issues_open, quality_overview
 from mdm.services.survivorship import (
     Preview,
     SurvivorshipRulesConflictError,
@@ -148,3 +151,63 @@ def survivorship_job_fragment(request: HttpRequest, domain: str, pk: int) -> Htt
     if job is None:
         raise Http404(f"No survivorship job {pk} for {dom.code}.")
     return render(request, JOB, {"job": job, "domain": dom})
+
+
+QUALITY_PAGE = "mdm/quality.html"
+ISSUES_PER_PAGE = 50
+
+
+@login_required
+@require_GET
+def quality_page(request: HttpRequest, domain: str) -> HttpResponse:
+    """The data-quality page of a domain (``?source=`` narrows it to one source system): scores
+    per dimension, their trend, the worst attributes, sources and rules, and the records
+    failing now (``?rule=``, ``?attribute=``, ``?page=``).  Any hub role may read it; PII in
+    the failure messages is masked for viewers."""
+    if not user_has_role(request.user, Role.VIEWER):
+        raise PermissionDenied("The data-quality page needs a hub role.")
+    try:
+        dom = get_domain(domain)
+    except UnknownDomainError as exc:
+        raise Http404(str(exc)) from exc
+    source = request.GET.get("source") or None
+    rule = request.GET.get("rule") or None
+    attribute = request.GET.get("attribute") or None
+    overview = quality_overview(domain=dom.code, source_code=source)
+    issues = Paginator(
+        quality_issues_open(
+            domain=dom.code, source_code=source, rule_name=rule, attribute=attribute
+        ),
+        ISSUES_PER_PAGE,
+    ).get_page(request.GET.get("page"))
+    mask = not user_has_role(request.user, Role.STEWARD)
+    rows = [
+        {
+            "issue": issue,
+            "message": "(masked)"
+            if mask and issue.rule.attribute and dom.attribute(issue.rule.attribute).pii
+            else issue.message,
+        }
+        for issue in issues
+    ]
+    series = [f.label for f in overview.dimensions if any(f.label in v for _, v in overview.trend)]
+    return render(
+        request,
+        QUALITY_PAGE,
+        {
+            "domain": dom,
+            "domains": all_domains(),
+            "sources": SourceSystem.objects.filter(
+                pk__in=QualityScore.objects.filter(domain=dom.code).values("source_system")
+            ).order_by("code"),
+            "source": source,
+            "rule": rule,
+            "attribute": attribute,
+            "overview": overview,
+            "trend_chart": line_chart(
+                overview.trend, series=series, label="Score per dimension over time"
+            ),
+            "issues": issues,
+            "rows": rows,
+        },
+    )

@@ -316,3 +316,11 @@ def golden_operations(*, golden_id: int, limit: int = 50) -> list[dict[str, Any]
         }
         for op in ops
     ]
+
+
+def review_tasks_overdue_count(*, domain: str | None = None) -> int:
+    """Open review tasks past their due time (of one domain, or all)."""
+    tasks = ReviewTask.objects.filter(status=ReviewTask.Status.OPEN, due_at__lt=timezone.now())
+    if domain:
+        tasks = tasks.filter(domain=domain)
+    return tasks.count()

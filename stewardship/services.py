@@ -431,3 +431,14 @@ def data_quality_task_open(
         task.due_at = task.created_at + timedelta(hours=terms.due_hours)
         task.save(update_fields=["due_at"])
     return task
+
+
+def data_quality_tasks_close(*, rule: str, record_ids: list[int]) -> int:
+    """Mark the open data-quality tasks of ``rule`` on records that pass it again as no longer
+    relevant (set-based; safe to repeat).  Returns how many were closed."""
+    return ReviewTask.objects.filter(
+        kind=ReviewTask.Kind.DATA_QUALITY,
+        status=ReviewTask.Status.OPEN,
+        rule=rule,
+        left_record_id__in=record_ids,
+    ).update(status=ReviewTask.Status.OBSOLETE)

@@ -35,6 +35,7 @@ from mdm.services.quarantine import (
 from stewardship import selectors as sel
 from stewardship import services
 from stewardship.models import ReviewTask
+from sync.selectors import subscriber_health
 
 KINDS = {"matches": ReviewTask.Kind.POTENTIAL_MATCH, "quality": ReviewTask.Kind.DATA_QUALITY}
 KIND_SLUG: dict[str, str] = {str(kind): slug for slug, kind in KINDS.items()}
@@ -130,6 +131,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             bars=bars,
             chart_width=len(bars) * 22,
             backlog_today=board.backlog[-1][1] if board.backlog else 0,
+            subscribers=subscriber_health(),
         ),
     )
 

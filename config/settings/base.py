@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.logs.CorrelationIdMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -187,8 +189,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = AURUM_MAX_REQUEST_BYTES
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+        "json": {"()": "config.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            # One JSON object a line (AURUM_LOG_FORMAT=json, the default) or plain text.
+            "formatter": "plain" if os.environ.get("AURUM_LOG_FORMAT") == "plain" else "json",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
@@ -200,11 +211,33 @@ CELERY_BEAT_SCHEDULE = {
     "match-pending": {"task": "matching.match_pending_all", "schedule": 60.0},
     "escalate-review-tasks": {"task": "stewardship.escalate_review_tasks", "schedule": 60.0},
     "survivorship-jobs-resume": {"task": "mdm.survivorship_jobs_resume", "schedule": 120.0},
+    "evaluate-alerts": {"task": "mdm.alerts_evaluate", "schedule": 60.0},
+    "quality-check-all": {
+        "task": "mdm.quality_check_all",
+        "schedule": float(os.environ.get("AURUM_QUALITY_SCHEDULE_SECONDS", "3600")),
+    },
+    "sync-relay": {"task": "sync.relay", "schedule": 2.0},
 }
 # A review task is due this many hours after it opens, unless its domain's ServiceLevel says.
 AURUM_REVIEW_DUE_HOURS = int(os.environ.get("AURUM_REVIEW_DUE_HOURS", "48"))
 # Queue incremental matching after every ingest that changed records.
 AURUM_MATCH_AFTER_INGEST = env_bool("AURUM_MATCH_AFTER_INGEST", True)
+# The quality_score_drop alert compares the latest score with the best of this many days.
+AURUM_ALERT_QUALITY_BASELINE_DAYS = int(os.environ.get("AURUM_ALERT_QUALITY_BASELINE_DAYS", "7"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "aurum@localhost")
+# Alert e-mails: SMTP when EMAIL_HOST is set, else printed on the console.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+# When set, a Prometheus scrape of /metrics must send it as a bearer token.
+AURUM_METRICS_TOKEN = os.environ.get("AURUM_METRICS_TOKEN", "")
+# Run the domain's data-quality rules over an ingest run's records after it commits.
+AURUM_QUALITY_AFTER_INGEST = env_bool("AURUM_QUALITY_AFTER_INGEST", True)
 # A survivorship preview reads at most this many golden records; a larger domain is
 # previewed on a sample spread over it and the counts are scaled (marked "estimated").
 AURUM_SURVIVORSHIP_PREVIEW_LIMIT = int(os.environ.get("AURUM_SURVIVORSHIP_PREVIEW_LIMIT", "20000"))
@@ -216,3 +249,16 @@ AURUM_INGEST_WORKERS = int(os.environ.get("AURUM_INGEST_WORKERS", "1"))
 AURUM_INGEST_PARALLEL_MIN_BYTES = int(
     os.environ.get("AURUM_INGEST_PARALLEL_MIN_BYTES", str(4 * 1024 * 1024))
 )
+
+# --- Publishing (sync) ----------------------------------------------------------------
+# Webhook URLs resolving to private, link-local or loopback addresses are refused unless allowed.
+AURUM_WEBHOOK_ALLOW_PRIVATE = env_bool("AURUM_WEBHOOK_ALLOW_PRIVATE", False)
+AURUM_WEBHOOK_ALLOW_LOOPBACK = env_bool("AURUM_WEBHOOK_ALLOW_LOOPBACK", False)
+AURUM_SYNC_SEND_TIMEOUT = float(os.environ.get("AURUM_SYNC_SEND_TIMEOUT", "10"))
+AURUM_SYNC_BACKOFF_BASE = float(os.environ.get("AURUM_SYNC_BACKOFF_BASE", "2"))
+AURUM_SYNC_BACKOFF_MAX = float(os.environ.get("AURUM_SYNC_BACKOFF_MAX", "3600"))
+# Consecutive failures that open a subscriber's circuit, and the cool-down before a probe.
+AURUM_SYNC_CIRCUIT_FAILURES = int(os.environ.get("AURUM_SYNC_CIRCUIT_FAILURES", "5"))
+AURUM_SYNC_CIRCUIT_COOLDOWN = float(os.environ.get("AURUM_SYNC_CIRCUIT_COOLDOWN", "60"))
+# A delivery queued (or sending) longer than this lost its task: the relay queues it again.
+AURUM_SYNC_REQUEUE_AFTER = float(os.environ.get("AURUM_SYNC_REQUEUE_AFTER", "120"))

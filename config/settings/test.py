@@ -6,3 +6,4 @@ DEBUG = False
 SECRET_KEY = "aurum-tests-not-secret"  # noqa: S105
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AURUM_INGEST_CHUNK_SIZE = 500
+AURUM_WEBHOOK_ALLOW_LOOPBACK = True  # the tests' receivers listen on 127.0.0.1

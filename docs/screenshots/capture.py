@@ -4,7 +4,8 @@
     python docs/screenshots/capture.py [--url http://127.0.0.1:8000] [--user steward]
 
 Drives Debian's chromium through Playwright (never ``playwright install``).  Saves
-dashboard.png, queue.png, pair.png, golden.png and quarantine.png next to this file.
+dashboard.png, queue.png, pair.png, golden.png, quarantine.png, quality.png and
+match-model.png next to this file.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def main() -> None:
             if page.locator(".field.has-error").count():
                 break
         shot("quarantine")
+        page.goto("/quality/customer/")
+        shot("quality")
+        page.goto("/matching/customer/model")
+        shot("match-model")
         browser.close()
 
 

@@ -10,3 +10,14 @@ def get_engine() -> MatchEngine:
     from matching.engine.splink_engine import SplinkEngine
 
     return SplinkEngine()
+
+
+def ping() -> None:
+    """Raise unless the engine's database (an in-memory DuckDB) opens and answers a query."""
+    import duckdb
+
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute("SELECT 1").fetchall()
+    finally:
+        connection.close()

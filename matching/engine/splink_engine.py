@@ -527,10 +527,12 @@ def prepare_table(
         arrays[SOURCE_DATASET] = pa.array([record.dataset for record in records], pa.string())
     for attribute, kind in kinds.items():
         person_name = _person_name(attribute, kind)
-        values = [
-            _prepare_value(kind, _value(record.attributes, attribute), person_name=person_name)
-            for record in records
-        ]
+        values = _memoised(
+            lambda value, kind=kind, person_name=person_name: _prepare_value(  # type: ignore[misc]
+                kind, value, person_name=person_name
+            ),
+            [_value(record.attributes, attribute) for record in records],
+        )
         arrays[attribute] = pa.array(values, pa.float64() if kind == "numeric" else pa.string())
         comparison = by_attribute.get(attribute)
         if comparison is None:
@@ -544,9 +546,28 @@ def prepare_table(
             elif column.name == f"{attribute}__codes":
                 derived = [_codes(record.attributes, comparison.found_in) for record in records]
             else:
-                derived = [_derive(comparison, value) for value in values]
+                derived = _memoised(lambda value, c=comparison: _derive(c, value), values)  # type: ignore[misc]
             arrays[column.name] = pa.array(derived, column.type)
     return pa.table(arrays)
+
+
+def _memoised(function: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    """``[function(v) for v in values]``, computed once per distinct string: names, cities,
+    countries and dates repeat across records, and their preparation (folding, parsing)
+    costs more than a dictionary lookup.  Other values (numbers, None) are computed as is."""
+    done: dict[str, Any] = {}
+    out: list[Any] = []
+    append = out.append
+    for value in values:
+        if type(value) is str:
+            try:
+                append(done[value])
+            except KeyError:
+                done[value] = result = function(value)
+                append(result)
+        else:
+            append(function(value))
+    return out
 
 
 # --------------------------------------------------------------------------- settings

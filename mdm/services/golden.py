@@ -1,24 +1,35 @@
-"""Golden records: apply a clustering, keep ids stable, rebuild attributes by survivorship."""
+"""Golden records: apply a clustering, keep ids stable, rebuild attributes by survivorship.
+
+Set-based: the whole plan (which golden record each cluster keeps, which records move,
+which golden records retire, the attributes of every golden record whose members change)
+is computed in memory from a few reads, then written once per row through ``mdm.bulk``:
+COPY and ``UPDATE ... FROM`` on PostgreSQL, django-simple-history's bulk helpers elsewhere.
+A new golden record is inserted with its survived attributes (one row, one history row).
+"""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
+from mdm import bulk
 from mdm.domains import get_domain
-from mdm.models import CrossReference, GoldenRecord, SourceRecord
-from mdm.survivorship import Member, survive, survivorship_rules_active
+from mdm.domains.base import Domain
+from mdm.models import CrossReference, GoldenRecord, SourceSystem
+from mdm.selectors import live_record_rows
+from mdm.survivorship import Member, RuleSet, survive, survivorship_rules_active
 
 BATCH = 900  # ids per IN (...) query: below SQLite's parameter limit
-# Django's bulk_update writes one CASE per field: one statement for 36k rows took 23 s of
-# SQL and as long again to build; batches of a few hundred keep it linear.
-UPDATE_BATCH = 300
+# Above this many ids a read takes the whole domain in one query instead of IN batches.
+DOMAIN_READ_AT = 20_000
+# Refresh the planner's statistics after writing this many rows (autovacuum may be off).
+ANALYZE_AT = 10_000
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,126 @@ def _chunks(items: list[Any]) -> Iterable[list[Any]]:
         yield items[start : start + BATCH]
 
 
+def _survive(
+    dom: Domain, members: list[Member], rules: RuleSet
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The one place golden attributes are computed, by the domain's active rules."""
+    return survive(dom, members, rules)
+
+
+def _domain_links(domain: str) -> list[tuple[int, int]]:
+    """(record id, golden id) of every cross-reference of the domain."""
+    rows = CrossReference.objects.filter(golden__domain=domain).values_list(
+        "record_id", "golden_id"
+    )
+    return list(rows.iterator(5000))
+
+
+def _links_of_records(
+    domain: str, record_ids: list[int], every: list[tuple[int, int]] | None = None
+) -> dict[int, int]:
+    """record id -> golden id of these records' cross-references."""
+    if every is not None or len(record_ids) > DOMAIN_READ_AT:
+        wanted = set(record_ids)
+        pairs = _domain_links(domain) if every is None else every
+        return {rid: gid for rid, gid in pairs if rid in wanted}
+    links: dict[int, int] = {}
+    for batch in _chunks(record_ids):
+        links.update(
+            CrossReference.objects.filter(record_id__in=batch).values_list("record_id", "golden_id")
+        )
+    return links
+
+
+def _links_of_goldens(
+    domain: str, golden_ids: list[int], every: list[tuple[int, int]] | None = None
+) -> list[tuple[int, int]]:
+    """(record id, golden id) of every member of these golden records."""
+    if every is not None or len(golden_ids) > DOMAIN_READ_AT:
+        wanted = set(golden_ids)
+        pairs = _domain_links(domain) if every is None else every
+        return [(rid, gid) for rid, gid in pairs if gid in wanted]
+    links: list[tuple[int, int]] = []
+    for batch in _chunks(golden_ids):
+        links.extend(
+            CrossReference.objects.filter(golden_id__in=batch).values_list("record_id", "golden_id")
+        )
+    return links
+
+
+def _members(domain: str, record_ids: list[int]) -> dict[int, Member]:
+    """The live records among ``record_ids`` as survivorship sees them, by record id."""
+    if not record_ids:
+        return {}
+    systems = {
+        pk: (code, priority)
+        for pk, code, priority in SourceSystem.objects.values_list("pk", "code", "priority")
+    }
+    columns = (
+        "id",
+        "source_system_id",
+        "source_key",
+        "source_updated_at",
+        "received_at",
+        "attributes",
+    )
+    if len(record_ids) > DOMAIN_READ_AT:
+        wanted = set(record_ids)
+        rows: Iterable[tuple[Any, ...]] = (
+            row for row in live_record_rows(domain=domain, columns=columns) if row[0] in wanted
+        )
+    else:
+        rows = live_record_rows(domain=domain, columns=columns, ids=record_ids)
+    members: dict[int, Member] = {}
+    for rid, system, key, updated, received, attributes in rows:
+        code, priority = systems[system]
+        members[rid] = Member(rid, code, key, priority, updated or received, attributes)
+    return members
+
+
+def _current_goldens(golden_ids: list[int], *, lock: bool) -> dict[int, tuple[Any, ...]]:
+    """id -> (attributes, provenance, version) of these golden records."""
+    found: dict[int, tuple[Any, ...]] = {}
+    qs = GoldenRecord.objects.select_for_update() if lock else GoldenRecord.objects.all()
+    for batch in _chunks(golden_ids):
+        for pk, attributes, provenance, version in qs.filter(pk__in=batch).values_list(
+            "id", "attributes", "provenance", "version"
+        ):
+            found[pk] = (attributes, provenance, version)
+    return found
+
+
+def _write_rebuilt(
+    dom: Domain,
+    members_of: Mapping[int, list[int]],
+    members: Mapping[int, Member],
+    *,
+    reason: str,
+    now: datetime,
+) -> int:
+    """Survive each golden record of ``members_of`` (golden id -> record ids) and write the
+    ones whose attributes or provenance change, with a new version and a history row."""
+    if not members_of:
+        return 0
+    current = _current_goldens(sorted(members_of), lock=True)
+    rules = survivorship_rules_active(domain=dom.code)
+    rows: list[tuple[Any, ...]] = []
+    for gid in sorted(current):
+        old_attributes, old_provenance, version = current[gid]
+        live = [members[r] for r in members_of[gid] if r in members]
+        attributes, provenance = _survive(dom, live, rules)
+        if attributes != old_attributes or provenance != old_provenance:
+            rows.append((gid, attributes, provenance, version + 1, now))
+    bulk.rows_update_with_history(
+        GoldenRecord,
+        ("id", "attributes", "provenance", "version", "updated_at"),
+        rows,
+        history_date=now,
+        reason=reason,
+    )
+    return len(rows)
+
+
 def golden_records_apply_clusters(
     *,
     domain: str,
@@ -51,29 +182,25 @@ def golden_records_apply_clusters(
     received most of them, and a cluster with no golden record gets a new one.  A member of a
     touched golden record that is not in ``clusters`` follows the cluster that holds most of
     that golden record's members (an incremental run need not list them).  Attributes of
-    every golden record whose members changed are rebuilt by survivorship, with history.
+    every golden record whose members changed are rebuilt by survivorship, with history; a
+    new golden record is written once, with its attributes (history reason "<reason>: new").
     Atomic; safe to repeat (a second call with the same clusters changes nothing).
     """
     dom = get_domain(domain)
     now = timezone.now()
     with transaction.atomic():
         record_ids = list(clusters)
-        current: dict[int, int] = {}
-        for batch in _chunks(record_ids):
-            current.update(
-                CrossReference.objects.filter(record_id__in=batch).values_list(
-                    "record_id", "golden_id"
-                )
-            )
+        # A large clustering (a full run) reads the domain's cross-reference once.
+        every = _domain_links(dom.code) if len(record_ids) > DOMAIN_READ_AT else None
+        current = _links_of_records(dom.code, record_ids, every)
         touched = set(current.values())
         # Members of touched golden records outside the clustering keep their golden record.
-        outside: dict[int, int] = {}
-        for batch in _chunks(sorted(touched)):
-            for rid, gid in CrossReference.objects.filter(golden_id__in=batch).values_list(
-                "record_id", "golden_id"
-            ):
-                if rid not in clusters:
-                    outside[rid] = gid
+        outside: dict[int, int] = {
+            rid: gid
+            for rid, gid in _links_of_goldens(dom.code, sorted(touched), every)
+            if rid not in clusters
+        }
+        del every
         members: dict[Hashable, list[int]] = defaultdict(list)
         where: dict[int, Counter[Hashable]] = defaultdict(
             Counter
@@ -99,83 +226,97 @@ def golden_records_apply_clusters(
             if key not in golden_of and gid not in used:
                 golden_of[key] = gid
                 used.add(gid)
-
         new_keys = [k for k in members if k not in golden_of]
-        created = [GoldenRecord(domain=dom.code) for _ in new_keys]
-        if created:
-            bulk_create_with_history(
-                created, GoldenRecord, default_change_reason=f"{reason}: new", default_date=now
-            )
-        for key, golden in zip(new_keys, created, strict=True):
-            golden_of[key] = golden.pk
 
-        new_links: list[CrossReference] = []
-        moved_links: list[CrossReference] = []
-        received: dict[int, Counter[int]] = defaultdict(Counter)  # old golden -> new golden
+        # Who moves where (new golden ids are known only once they are written).
+        new_links: list[tuple[int, Hashable]] = []  # (record id, cluster key)
+        moves: list[tuple[int, Hashable, int]] = []  # (record id, cluster key, old golden)
         for key, rids in members.items():
-            target = golden_of[key]
+            target = golden_of.get(key)
             for rid in rids:
                 old = current.get(rid)
                 if old is None:
-                    new_links.append(
-                        CrossReference(
-                            record_id=rid, golden_id=target, linked_by=linked_by, linked_at=now
-                        )
-                    )
+                    new_links.append((rid, key))
                 elif old != target:
-                    received[old][target] += 1
-                    moved_links.append(
-                        CrossReference(
-                            record_id=rid, golden_id=target, linked_by=linked_by, linked_at=now
-                        )
-                    )
-        if new_links:
-            bulk_create_with_history(
-                new_links, CrossReference, default_change_reason=reason, default_date=now
-            )
-        if moved_links:
-            bulk_update_with_history(
-                moved_links,
-                CrossReference,
-                ["golden", "linked_by", "linked_at"],
-                batch_size=UPDATE_BATCH,
-                default_change_reason=reason,
-                default_date=now,
-            )
+                    moves.append((rid, key, old))
 
+        affected = {golden_of[key] for key, _ in new_links if key in golden_of}
+        affected.update(golden_of[key] for _, key, _ in moves if key in golden_of)
+        affected.update(old for _, _, old in moves)  # goldens that lost members
         retired_ids = sorted(touched - used)
-        retired: list[GoldenRecord] = []
-        for batch in _chunks(retired_ids):
-            for golden in GoldenRecord.objects.filter(pk__in=batch):
-                survivor = received[golden.pk].most_common(1)
-                golden.status = GoldenRecord.Status.RETIRED
-                golden.survivor_id = survivor[0][0] if survivor else None
-                golden.retired_at = now
-                golden.version += 1
-                retired.append(golden)
-        if retired:
-            bulk_update_with_history(
-                retired,
-                GoldenRecord,
-                ["status", "survivor", "retired_at", "version"],
-                batch_size=UPDATE_BATCH,
-                default_change_reason=f"{reason}: merged",
-                default_date=now,
-            )
-
-        affected = {golden_of[k] for k in new_keys}
-        affected.update(link.golden_id for link in new_links + moved_links)
-        affected.update(received)  # goldens that lost members
         affected.difference_update(retired_ids)
-        changed = golden_records_rebuild(
-            domain=dom.code, golden_ids=sorted(affected), reason=reason, when=now
+        needed = [r for k in new_keys for r in members[k]]
+        needed += [r for k, g in golden_of.items() if g in affected for r in members[k]]
+        live = _members(dom.code, needed)
+
+        new_rows = []
+        rules = survivorship_rules_active(domain=dom.code)
+        for key in new_keys:
+            attributes, provenance = _survive(
+                dom, [live[r] for r in members[key] if r in live], rules
+            )
+            new_rows.append(
+                (dom.code, GoldenRecord.Status.ACTIVE.value, attributes, provenance, 1, now, now)
+            )
+        new_ids = bulk.rows_create_with_history(
+            GoldenRecord,
+            ("domain", "status", "attributes", "provenance", "version", "created_at", "updated_at"),
+            new_rows,
+            history_date=now,
+            reason=f"{reason}: new",
         )
+        golden_of.update(zip(new_keys, new_ids, strict=True))
+        moved = [(rid, golden_of[key]) for rid, key, _ in moves]
+        received: dict[int, Counter[int]] = defaultdict(Counter)  # old golden -> new golden
+        for (_, target), (_, _, old) in zip(moved, moves, strict=True):
+            received[old][target] += 1
+
+        bulk.rows_create_with_history(
+            CrossReference,
+            ("record_id", "golden_id", "linked_by", "linked_at"),
+            [(rid, golden_of[key], linked_by, now) for rid, key in new_links],
+            history_date=now,
+            reason=reason,
+        )
+        bulk.rows_update_with_history(
+            CrossReference,
+            ("record_id", "golden_id", "linked_by", "linked_at"),
+            [(rid, gid, linked_by, now) for rid, gid in moved],
+            history_date=now,
+            reason=reason,
+        )
+
+        versions = _current_goldens(retired_ids, lock=False)
+        retired_rows = []
+        for gid in retired_ids:
+            survivor = received[gid].most_common(1)
+            retired_rows.append(
+                (
+                    gid,
+                    GoldenRecord.Status.RETIRED.value,
+                    survivor[0][0] if survivor else None,
+                    now,
+                    versions[gid][2] + 1,
+                )
+            )
+        bulk.rows_update_with_history(
+            GoldenRecord,
+            ("id", "status", "survivor_id", "retired_at", "version"),
+            retired_rows,
+            history_date=now,
+            reason=f"{reason}: merged",
+        )
+
+        members_of = {g: members[k] for k, g in golden_of.items() if g in affected}
+        changed = _write_rebuilt(dom, members_of, live, reason=reason, now=now)
+        if len(new_rows) + len(new_links) + len(moved) >= ANALYZE_AT:
+            bulk.table_analyze(GoldenRecord, CrossReference)
     return ApplyResult(
-        created=len(created),
+        created=len(new_rows),
         changed=changed,
-        retired=len(retired),
+        retired=len(retired_rows),
         linked=len(new_links),
-        moved=len(moved_links),
+        moved=len(moved),
         golden_of=golden_of,
     )
 
@@ -191,39 +332,9 @@ def golden_records_rebuild(
         return 0
     dom = get_domain(domain)
     now = when or timezone.now()
-    by_golden: dict[int, list[Member]] = defaultdict(list)
-    for batch in _chunks(golden_ids):
-        rows = SourceRecord.objects.filter(xref__golden_id__in=batch, is_deleted=False).values_list(
-            "xref__golden_id",
-            "id",
-            "source_system__code",
-            "source_key",
-            "source_system__priority",
-            "source_updated_at",
-            "received_at",
-            "attributes",
-        )
-        for gid, rid, code, key, priority, updated, received, attributes in rows:
-            by_golden[gid].append(Member(rid, code, key, priority, updated or received, attributes))
-    rules = survivorship_rules_active(domain=dom.code)
-    changed: list[GoldenRecord] = []
     with transaction.atomic():
-        for batch in _chunks(golden_ids):
-            for golden in GoldenRecord.objects.select_for_update().filter(pk__in=batch):
-                attributes, provenance = survive(dom, by_golden.get(golden.pk, []), rules)
-                if attributes != golden.attributes or provenance != golden.provenance:
-                    golden.attributes = attributes
-                    golden.provenance = provenance
-                    golden.version += 1
-                    golden.updated_at = now
-                    changed.append(golden)
-        if changed:
-            bulk_update_with_history(
-                changed,
-                GoldenRecord,
-                ["attributes", "provenance", "version", "updated_at"],
-                batch_size=UPDATE_BATCH,
-                default_change_reason=reason,
-                default_date=now,
-            )
-    return len(changed)
+        members_of: dict[int, list[int]] = {gid: [] for gid in golden_ids}
+        for rid, gid in _links_of_goldens(dom.code, sorted(set(golden_ids))):
+            members_of[gid].append(rid)
+        live = _members(dom.code, [r for rids in members_of.values() for r in rids])
+        return _write_rebuilt(dom, members_of, live, reason=reason, now=now)

@@ -47,6 +47,7 @@ from mdm.models import (
 )
 from mdm.parallel import Normalised, normalise_rows, worker_init, worker_normalise
 from mdm.readers import SourceRow, detect_format, line_label, open_rows
+from mdm.services.quality import quality_check_notify
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +185,19 @@ def ingest_run_finish(
         run.status = IngestRun.Status.SUCCEEDED
     run.errors = errors[:MAX_STORED_ERRORS]
     run.save()
+    logger.info(
+        "ingest run %s finished: %s",
+        run.pk,
+        run.status,
+        extra={
+            "ingest_run": run.pk,
+            "source_system": run.source_system_id,
+            "counts": counts.as_dict(),
+        },
+    )
     if counts.created or counts.updated or counts.deleted:
         records_changed_notify(domain=run.domain)
+        quality_check_notify(ingest_run_id=run.pk)
     return run
 
 

@@ -45,6 +45,7 @@ from mdm.models import (
     SourceSystem,
 )
 from mdm.services.golden import golden_records_rebuild
+from mdm.services.locks import golden_domain_lock
 
 MUST = "must_link"
 CANNOT = "cannot_link"
@@ -104,6 +105,7 @@ def _domain(code: str) -> str:
 
 
 def _lock_goldens(domain: str, ids: Iterable[int]) -> dict[int, GoldenRecord]:
+    golden_domain_lock(domain)  # waits for a match run's apply in progress
     wanted = sorted(set(ids))
     locked = {
         g.pk: g

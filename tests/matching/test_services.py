@@ -207,3 +207,60 @@ def test_incremental_run_honours_cannot_link_between_two_goldens(api, engine, ke
 def test_nothing_happens_before_a_model_exists(api, engine, keys):
     assert match_pending(domain="customer", engine=engine) is None
     assert RecordChange.objects.count() == 12  # the markers wait for the first run
+
+
+def _pairs_and_tasks():
+    pairs = sorted(
+        MatchPair.objects.values_list(
+            "left_id", "right_id", "match_probability", "match_weight", "contributions"
+        )
+    )
+    tasks = sorted(
+        ReviewTask.objects.values_list(
+            "left_record_id", "right_record_id", "status", "pair__left_id", "explanation"
+        )
+    )
+    return pairs, tasks
+
+
+class ExplainingEngine(FixedEngine):
+    """Pairs with the higher id first and contributions that carry values."""
+
+    explained = (
+        Contribution("email", "exact", 9.8, "ann@example.com", "ann@example.com"),
+        Contribution("date_of_birth", "within a year", -1.25, "1980-01-02", None),
+    )
+
+    def score_all(self, spec, model, records, *, threshold):
+        return [
+            ScoredPair(self.keys[b], self.keys[a], p, 3.5, self.explained)
+            for (a, b), p in self.scores.items()
+            if p >= threshold
+        ]
+
+
+def test_pairs_written_with_copy_are_those_the_orm_writes(require_postgres, keys, monkeypatch):
+    from mdm import bulk
+
+    engine = ExplainingEngine(SCORES, keys)
+    engine_copy = ExplainingEngine(SCORES, keys)
+    match_model_train(domain="customer", engine=engine)
+    with monkeypatch.context() as patch:
+        patch.setattr(bulk, "_use_copy", lambda: False)
+        match_run_full(domain="customer", engine=engine)
+        orm = _pairs_and_tasks()
+
+    match_run_full(domain="customer", engine=engine_copy)  # replaces the pairs, with COPY
+
+    assert _pairs_and_tasks() == orm
+    pairs, tasks = orm
+    assert len(pairs) == 3
+    assert pairs[0][4][1] == {
+        "attribute": "date_of_birth",
+        "level": "within a year",
+        "match_weight": -1.25,
+        "left": "1980-01-02",
+        "right": None,
+    }
+    # The open task follows its pair into the new run.
+    assert [(t[2], t[3]) for t in tasks] == [("open", keys["C"])]

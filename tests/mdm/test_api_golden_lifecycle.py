@@ -117,9 +117,12 @@ def test_merge_answers_with_the_operation_and_the_golden_records(records, stewar
 
 def test_a_stale_version_gets_409_and_changes_nothing(records, steward_api):
     ab, c = golden_of(records, "A"), golden_of(records, "C")
+    stale = GoldenRecord.objects.get(pk=ab).version - 1  # read before its last change
 
     response = steward_api.post(
-        f"{GOLDEN}/merge", {"golden_ids": [ab, c], "expected_versions": {str(ab): 1}}, format="json"
+        f"{GOLDEN}/merge",
+        {"golden_ids": [ab, c], "expected_versions": {str(ab): stale}},
+        format="json",
     )
 
     assert response.status_code == 409

@@ -41,7 +41,12 @@ def test_first_run_creates_one_golden_record_per_cluster(records):
     assert golden.attributes["phone"] == "+442079460958"
     assert golden.provenance["phone"]["source_key"] == "B"
     assert golden.provenance["given_name"]["rule"] in {"lowest record id", "most_complete"}
-    assert golden.history.count() == 2  # created, then attributes built
+    # Written once, with its attributes: one history row, version 1.
+    assert golden.version == 1
+    assert list(golden.history.values_list("history_type", "history_change_reason")) == [
+        ("+", "match: new")
+    ]
+    assert golden.history.get().attributes == golden.attributes
 
 
 def test_a_rerun_changes_nothing(records):

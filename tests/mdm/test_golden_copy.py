@@ -1,0 +1,134 @@
+"""On PostgreSQL golden records are written with COPY and UPDATE ... FROM: the same rows and
+history rows as the generic Django path writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from mdm import bulk
+from mdm.models import CrossReference, GoldenRecord, SourceRecord
+from mdm.services import golden
+from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
+
+URL = "/api/v1/customer/records"
+PEOPLE = [
+    {"source_key": "A", "given_name": "Ann", "family_name": "Lee", "email": "ann@example.com"},
+    {"source_key": "B", "given_name": "Anne", "family_name": "Lee", "phone": "+442079460958"},
+    {"source_key": "C", "given_name": "Bob", "family_name": "Ray"},
+    {"source_key": "D", "given_name": "Bobby", "family_name": "Ray"},
+    {"source_key": "E", "given_name": "Cy", "family_name": "Day"},
+    {"source_key": "F", "given_name": "Di", "family_name": "Fox", "email": "di@example.com"},
+]
+# First run, a merge, a split, a merge into a new cluster, a rerun (no-op), and an
+# incremental run that lists only some records.
+STEPS = [["AB", "CD", "E", "F"], ["ABE", "CD", "F"], ["AB", "C", "DE", "F"], ["AB", "CDEF"]]
+STEPS += [["AB", "CDEF"], ["AF"]]
+
+
+def _run_scenario(records: dict[str, int]) -> list[tuple[datetime, datetime]]:
+    """Apply every step, then a rebuild after a member changes; the time window of each."""
+    windows = []
+    for groups in STEPS:
+        started = timezone.now()
+        clusters = {records[k]: i for i, group in enumerate(groups) for k in group}
+        golden_records_apply_clusters(domain="customer", clusters=clusters, reason="run")
+        windows.append((started, timezone.now()))
+    b = SourceRecord.objects.filter(pk=records["B"])
+    original = b.get().attributes
+    b.update(attributes={"given_name": "Annie", "family_name": "Lee"})
+    started = timezone.now()
+    ids = sorted(GoldenRecord.objects.values_list("id", flat=True))
+    golden_records_rebuild(domain="customer", golden_ids=ids, reason="rebuild")
+    windows.append((started, timezone.now()))
+    b.update(attributes=original)
+    return windows
+
+
+def _snapshot(windows: list[tuple[datetime, datetime]]) -> dict[str, list[dict[str, Any]]]:
+    """Every golden and cross-reference row and history row, with golden ids replaced by
+    their creation rank and times by the step that wrote them."""
+    rank = {
+        gid: i for i, gid in enumerate(sorted(GoldenRecord.objects.values_list("id", flat=True)))
+    }
+
+    def norm(name: str, value: Any) -> Any:
+        if name in ("id", "golden_id", "survivor_id") and value is not None:
+            return ("golden", rank[value])
+        if isinstance(value, datetime):
+            step = [i for i, (a, b) in enumerate(windows) if a <= value <= b]
+            assert len(step) == 1, f"{name} {value} written outside any step"
+            return ("step", step[0])
+        return value
+
+    def rows(model: Any, order: str) -> list[dict[str, Any]]:
+        fields = [f.attname for f in model._meta.concrete_fields if f.attname != "history_id"]
+        return [
+            {f: norm(f, getattr(obj, f)) for f in fields}
+            for obj in model._default_manager.order_by(order)
+        ]
+
+    return {
+        "golden": rows(GoldenRecord, "id"),
+        "golden history": rows(GoldenRecord.history.model, "history_id"),
+        "xref": rows(CrossReference, "record_id"),
+        "xref history": rows(CrossReference.history.model, "history_id"),
+    }
+
+
+def _wipe() -> None:
+    CrossReference.objects.all().delete()
+    GoldenRecord.objects.update(survivor=None)
+    GoldenRecord.objects.all().delete()
+    CrossReference.history.all().delete()  # after the deletes: they write "-" rows
+    GoldenRecord.history.all().delete()
+
+
+@pytest.mark.parametrize("domain_reads", [False, True], ids=["by-id reads", "domain reads"])
+def test_copy_path_writes_what_the_orm_path_writes(
+    require_postgres, api, monkeypatch, domain_reads
+):
+    api.post(URL, {"records": PEOPLE}, format="json")
+    records = dict(SourceRecord.objects.values_list("source_key", "id"))
+    if domain_reads:  # the reads a full run of a large domain takes
+        monkeypatch.setattr(golden, "DOMAIN_READ_AT", 0)
+    assert bulk.uses_copy()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bulk, "_use_copy", lambda: False)
+        assert not bulk.uses_copy()
+        orm = _snapshot(_run_scenario(records))
+    _wipe()
+    copied = _snapshot(_run_scenario(records))
+
+    assert copied == orm
+    # The scenario did exercise every kind of write.
+    kinds = {(h["history_type"], h["history_change_reason"]) for h in copied["golden history"]}
+    assert kinds == {("+", "run: new"), ("~", "run"), ("~", "run: merged"), ("~", "rebuild")}
+    assert {h["history_type"] for h in copied["xref history"]} == {"+", "~"}
+    assert any(g["survivor_id"] is not None for g in copied["golden"])
+    assert max(g["version"] for g in copied["golden"]) > 2
+
+
+@pytest.mark.parametrize(("analyze_at", "analyzed"), [(1, True), (10_000, False)])
+def test_a_big_apply_refreshes_the_planner_statistics(
+    require_postgres, api, monkeypatch, analyze_at, analyzed
+):
+    api.post(URL, {"records": PEOPLE}, format="json")
+    records = dict(SourceRecord.objects.values_list("source_key", "id"))
+    monkeypatch.setattr(golden, "ANALYZE_AT", analyze_at)
+
+    with CaptureQueriesContext(connection) as queries:
+        golden_records_apply_clusters(
+            domain="customer", clusters={records[k]: k for k in "ABCDEF"}, reason="run"
+        )
+
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("ANALYZE")]
+    tables = [GoldenRecord._meta.db_table, CrossReference._meta.db_table]
+    assert statements == ([f"ANALYZE {t}" for t in tables] if analyzed else [])
+    assert CrossReference.objects.count() == 6
