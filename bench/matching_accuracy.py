@@ -395,14 +395,14 @@ def fake_1000_to_customer(row: Row) -> dict[str, Any]:
 
 
 def historical_to_customer(row: Row) -> dict[str, Any]:
-    # The customer domain has no birth place nor occupation: the birth place stands for the
-    # city, occupation is left out.
+    # The customer domain has no birth place: it stands for the city.
     return {
         "party_type": "person",
         "given_name": row["first_name"],
         "family_name": row["surname"],
         "date_of_birth": row["dob"],
         "gender": row["gender"],
+        "occupation": row["occupation"],
         "city": row["birth_place"],
         "postal_code": row["postcode_fake"],
         "country": "GB",

@@ -235,6 +235,36 @@ def _nickname_aware(spec: ComparisonSpec) -> bool:
     return spec.kind == "name" and any(hint in spec.attribute for hint in _GIVEN_NAME_HINTS)
 
 
+# Name attributes that hold a person's name, given or family: titles are dropped from them.
+_PERSON_NAME_HINTS = (*_GIVEN_NAME_HINTS, "family", "surname", "last")
+
+# Titles, honorifics and generational suffixes, folded: sources put them in the name fields
+# ("Sir" as the given name, "Baronet" or "Jr" as the family name), where they are not the
+# person's name. Only words that are hardly ever a name: not "Earl", "Duke", "Lord",
+# "Baron", "King" or "Prince", which are given or family names too.
+_TITLES = frozenset(
+    {"mr", "mrs", "ms", "mx", "miss", "dr", "prof", "professor", "sir", "dame", "lady"}
+    | {"rev", "revd", "reverend", "hon", "honourable", "viscount", "viscountess"}
+    | {"marquess", "marchioness", "countess", "duchess", "baronet", "baronetess", "bt", "bart"}
+    | {"jr", "jnr", "junior", "sr", "snr", "senior", "esq", "ii", "iii", "iv", "phd"}
+)
+_ORDINAL = re.compile(r"^[0-9]+(?:st|nd|rd|th)$")
+
+
+def _is_title(token: str) -> bool:
+    return token in _TITLES or _ORDINAL.match(token) is not None
+
+
+def _person_name(attribute: str, kind: str) -> bool:
+    return kind == "name" and any(hint in attribute for hint in _PERSON_NAME_HINTS)
+
+
+@lru_cache(maxsize=65536)
+def _without_titles(folded: str) -> str:
+    """A folded person name without its titles ("sir john" -> "john"; "baronet" -> "")."""
+    return " ".join(token for token in folded.split() if not _is_title(token))
+
+
 # Family-name particles kept with the family name when a full name is split.
 _PARTICLES = frozenset(
     {"van", "von", "der", "den", "de", "del", "della", "di", "da", "das", "dos", "do", "du"}
@@ -243,12 +273,15 @@ _PARTICLES = frozenset(
 
 
 def _split_full_name(full: str) -> tuple[str | None, str | None]:
-    """(given, family) read from a full name: "Jan van der Berg", "Berg, Jan"; else Nones."""
+    """(given, family) read from a full name: "Jan van der Berg", "Berg, Jan"; else Nones.
+
+    Titles are skipped: "Sir John Smith Jr" is John Smith.
+    """
     family_part, comma, given_part = full.partition(",")
     if comma:
-        given_tokens = given_part.split()
+        given_tokens = [token for token in given_part.split() if not _is_title(_fold(token))]
         return (given_tokens[0] if given_tokens else None), (family_part.strip() or None)
-    tokens = full.split()
+    tokens = [token for token in full.split() if not _is_title(_fold(token))]
     if len(tokens) < 2:
         return None, None
     start = len(tokens) - 1
@@ -332,8 +365,15 @@ def _codes(attributes: Mapping[str, Any], found_in: Sequence[str]) -> Any:
     return sorted(codes) or None
 
 
-def _prepare_value(kind: str, value: Any) -> Any:
-    """The compared (and blocked-on) form of one attribute value, None for no value."""
+def _prepare_value(kind: str, value: Any, *, person_name: bool = False) -> Any:
+    """The compared (and blocked-on) form of one attribute value, None for no value.
+
+    ``person_name``: a person's name, compared without its titles (a name that is only a
+    title, "Sir", counts as missing).
+    """
+    if person_name:
+        text = _text(value)
+        return (_without_titles(_fold(text)) or None) if text is not None else None
     if kind == "numeric":
         return _number(value)
     text = _text(value)
@@ -418,7 +458,11 @@ def _spec_attributes(spec: MatchSpec) -> dict[str, str]:
         kinds[comparison.attribute] = comparison.kind
     for rule in (*spec.blocking, *spec.training, *spec.deterministic):
         for key in rule:
-            kinds.setdefault(key.partition(":")[0], "exact")
+            attribute, _, transform = key.partition(":")
+            kinds.setdefault(attribute, "exact")
+            if transform == "or_given":
+                # Prepared as a name, so that it meets the family names it is compared to.
+                kinds.setdefault(SWAPPABLE_NAMES[0], "name")
     return kinds
 
 
@@ -431,6 +475,9 @@ _KEY_TRANSFORMS = {
     # given name read through the nickname list.
     "user": '"{column}__user"',
     "nickname": '"{column}__nick"',
+    # A family name, else the given name of a record with one name only ("Keeley" alone
+    # meets John Keeley; see _single_name_is_family).
+    "or_given": 'coalesce("{column}", "given_name")',  # see _spec_attributes
 }
 
 
@@ -479,8 +526,11 @@ def prepare_table(
     if with_dataset:
         arrays[SOURCE_DATASET] = pa.array([record.dataset for record in records], pa.string())
     for attribute, kind in kinds.items():
+        person_name = _person_name(attribute, kind)
         values = _memoised(
-            lambda value, kind=kind: _prepare_value(kind, value),  # type: ignore[misc]
+            lambda value, kind=kind, person_name=person_name: _prepare_value(  # type: ignore[misc]
+                kind, value, person_name=person_name
+            ),
             [_value(record.attributes, attribute) for record in records],
         )
         arrays[attribute] = pa.array(values, pa.float64() if kind == "numeric" else pa.string())
@@ -584,6 +634,23 @@ def _names_swapped() -> str:
     )
 
 
+def _single_name_is_family() -> str:
+    """One record has a given name only, and it is close to the other's family name.
+
+    A source with one name field, or a person known by one name, puts "Ingram" in the
+    given name of a record whose family name is missing; beside "Walter Ingram" that is the
+    family name agreeing, not the given name differing. Scored on the family name ("the
+    other's only name"); the given name then counts as missing, as for swapped names.
+    """
+    given, family = SWAPPABLE_NAMES
+    return (
+        f"coalesce(({_q(family, 'l')} IS NULL"
+        f" AND jaro_winkler_similarity({_q(given, 'l')}, {_q(family, 'r')}) >= 0.92)"
+        f" OR ({_q(family, 'r')} IS NULL"
+        f" AND jaro_winkler_similarity({_q(given, 'r')}, {_q(family, 'l')}) >= 0.92), false)"
+    )
+
+
 def _swaps(attribute: str, compared: Sequence[str]) -> bool:
     return attribute in SWAPPABLE_NAMES and all(name in compared for name in SWAPPABLE_NAMES)
 
@@ -592,8 +659,14 @@ def _null_level(attribute: str, compared: Sequence[str]) -> ComparisonLevelCreat
     if attribute == SWAPPABLE_NAMES[0] and _swaps(attribute, compared):
         l, r = _q(attribute, "l"), _q(attribute, "r")  # noqa: E741
         return cll.CustomLevel(
-            f"{l} IS NULL OR {r} IS NULL OR ({_names_swapped()})",
+            f"{l} IS NULL OR {r} IS NULL OR ({_names_swapped()}) OR {_single_name_is_family()}",
             label_for_charts="missing, or swapped with the family name",
+        ).configure(is_null_level=True)
+    if attribute == SWAPPABLE_NAMES[1] and _swaps(attribute, compared):
+        l, r = _q(attribute, "l"), _q(attribute, "r")  # noqa: E741
+        return cll.CustomLevel(
+            f"({l} IS NULL OR {r} IS NULL) AND NOT {_single_name_is_family()}",
+            label_for_charts="missing",
         ).configure(is_null_level=True)
     if not _is_conditional(attribute, compared):
         return cll.NullLevel(attribute).configure(label_for_charts="missing")
@@ -660,6 +733,7 @@ def _levels(
         levels.append(exact)
         if a == SWAPPABLE_NAMES[1] and _swaps(a, compared):
             levels.append(_level(_names_swapped(), "swapped with the given name"))
+            levels.append(_level(_single_name_is_family(), "the other's only name"))
         levels += [
             _level(f"jaro_winkler_similarity({l}, {r}) >= 0.92", "Jaro-Winkler >= 0.92"),
         ]

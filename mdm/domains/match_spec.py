@@ -52,7 +52,8 @@ class MatchSpec:
     equal (after the engine's own preparation, e.g. lower-cased, compact).  A key is an
     attribute, or ``attribute:transform`` with transform ``year`` (first four characters,
     the year of an ISO date), ``initial`` (first character), ``prefix3``, ``user`` (an
-    e-mail's local part) or ``nickname`` (a given name through the nickname list).  A rule
+    e-mail's local part), ``nickname`` (a given name through the nickname list) or
+    ``or_given`` (a family name, else the given name of a record with one name only).  A rule
     on exactly given and family name also finds the two written swapped.  ``training``
     lists the blocking rules used for expectation maximisation (each must leave out the
     attributes it blocks on); ``deterministic`` the rules used to estimate the prior.

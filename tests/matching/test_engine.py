@@ -161,7 +161,7 @@ def test_score_all_equals_bare_splink_predict(
     baseline = _bare_splink(model, records, link_type="dedupe_only")
 
     ours = {(p.left, p.right): (p.match_probability, p.match_weight) for p in pairs}
-    assert len(pairs) == len(ours) == 1457  # every blocked pair of the customer spec
+    assert len(pairs) == len(ours) == 1467  # every blocked pair of the customer spec
     assert ours.keys() == baseline.keys()
     for key, (probability, weight) in ours.items():
         assert probability == pytest.approx(baseline[key][0], abs=1e-9), key
@@ -690,3 +690,87 @@ def test_blocking_keys_take_a_transform() -> None:
     bad = MatchSpec(comparisons=spec.comparisons, blocking=(("family_name:soundex",),))
     with pytest.raises(ValueError, match="unknown blocking key transform 'soundex'"):
         settings_for(bad)
+
+
+def test_titles_are_not_names() -> None:
+    table = prepare_table(
+        SPEC,
+        [
+            EngineRecord(1, {"given_name": "Sir", "family_name": "Baronet"}),
+            EngineRecord(2, {"given_name": "Dr. Anna", "family_name": "Berg Jr"}),
+            EngineRecord(3, {"full_name": "Sir John Smith"}),
+            EngineRecord(4, {"given_name": "Earl", "family_name": "Lord", "city": "Lady Bay"}),
+            EngineRecord(5, {"given_name": "1st", "family_name": "Abernethy"}),
+        ],
+    ).to_pydict()
+
+    # A name that is only a title counts as missing. Words that are names too ("Earl",
+    # "Lord") stay, and so does a place.
+    assert table["given_name"] == [None, "anna", "john", "earl", None]
+    assert table["family_name"] == [None, "berg", "smith", "lord", "abernethy"]
+    assert table["city"] == [None, None, None, "lady bay", None]
+
+
+def test_a_single_name_meets_the_other_family_name(engine: SplinkEngine) -> None:
+    spec = MatchSpec(
+        comparisons=(
+            ComparisonSpec("given_name", "name"),
+            ComparisonSpec("family_name", "name"),
+        ),
+        blocking=(("batch",),),
+    )
+    people = [
+        {"given_name": "Keeley"},
+        {"given_name": "John", "family_name": "Keeley"},
+        {"given_name": "Nessie"},
+        {"given_name": "Nessie", "family_name": "Watts"},
+    ]
+    records = [EngineRecord(i, {**p, "batch": "x"}) for i, p in enumerate(people, 1)]
+
+    levels = _levels_of(engine, spec, records)
+
+    # "Keeley" alone is John Keeley's family name: scored once, on the family name.
+    assert levels[(1, 2)]["given_name"] == ("missing, or swapped with the family name", 0.0)
+    assert levels[(1, 2)]["family_name"][0] == "the other's only name"
+    assert levels[(1, 2)]["family_name"][1] > 0
+    # A single name that is the other's given name is scored as a given name.
+    assert levels[(3, 4)]["given_name"][0] == "exact"
+    assert levels[(3, 4)]["family_name"] == ("missing", 0.0)
+    assert levels[(1, 3)]["given_name"][0] == "different"
+    assert levels[(1, 3)]["family_name"] == ("missing", 0.0)
+    assert levels[(1, 4)]["family_name"] == ("missing", 0.0)
+
+
+def test_the_or_given_key_blocks_a_single_name_with_the_family_name(
+    engine: SplinkEngine,
+) -> None:
+    spec = MatchSpec(
+        comparisons=(ComparisonSpec("family_name", "name"),),
+        blocking=(("family_name:or_given", "postal_code"),),
+    )
+    people = [
+        {"given_name": "Keeley", "postal_code": "GL56 0DS"},
+        {"given_name": "John", "family_name": "Keeley", "postal_code": "GL56 0DS"},
+        {"given_name": "Ann", "family_name": "Keeley", "postal_code": "GL56 0DS"},
+        {"given_name": "Keeley", "family_name": "Brown", "postal_code": "GL56 0DS"},
+        {"given_name": "John", "family_name": "Keeley", "postal_code": "OX18 4US"},
+    ]
+    records = [EngineRecord(i, p) for i, p in enumerate(people, 1)]
+
+    assert set(_levels_of(engine, spec, records)) == {(1, 2), (1, 3), (2, 3)}
+
+
+def test_a_placeholder_birth_date_says_less_than_a_rare_one(engine: SplinkEngine) -> None:
+    names = [("Ann", "Lee"), ("Ann", "Lee"), ("Bob", "Ray"), ("Bob", "Ray")]
+    names += [("Cy", "Orr"), ("Di", "Fox"), ("Ed", "Pym"), ("Flo", "Ng")]
+    born = ["1900-01-01", "1900-01-01", "1971-05-24", "1971-05-24"] + ["1900-01-01"] * 4
+    records = [
+        EngineRecord(i, {"given_name": g, "family_name": f, "date_of_birth": d})
+        for i, ((g, f), d) in enumerate(zip(names, born, strict=True), 1)
+    ]
+
+    levels = _levels_of(engine, SPEC, records)
+
+    assert levels[(1, 2)]["date_of_birth"][0] == "exact"
+    assert levels[(3, 4)]["date_of_birth"][0] == "exact"
+    assert levels[(1, 2)]["date_of_birth"][1] < levels[(3, 4)]["date_of_birth"][1] - 1
