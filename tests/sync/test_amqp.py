@@ -18,6 +18,7 @@ from sync.models import Delivery
 from sync.receiver import Verifier
 from sync.services import delivery_attempt, subscriber_register, sync_relay
 from tests.conftest import missing_service
+from tests.sync.changes import golden_records_change
 
 AMQP_URL = os.environ.get("AURUM_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -59,7 +60,10 @@ def test_events_are_published_signed_persistent_and_in_order(
         api.post("/api/v1/customer/records", {"records": people}, format="json").status_code == 200
     )
     ids = list(SourceRecord.objects.order_by("pk").values_list("pk", flat=True))
-    golden_records_apply_clusters(domain="customer", clusters={r: r for r in ids})
+    result = golden_records_apply_clusters(domain="customer", clusters={r: r for r in ids})
+    # three created (v1), then a real change to each: three updated (v2)
+    changed = [{**p, "family_name": "Leigh"} for p in people]
+    golden_records_change(api, changed, [result.golden_of[r] for r in ids])
     assert drain().count("delivered") == 6
 
     verifier = Verifier(secrets=[secret])

@@ -28,7 +28,7 @@ from django.db.models import Count
 
 from config.celery import app
 from mdm.models import SourceRecord
-from mdm.services.golden import golden_records_apply_clusters
+from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
 from sync.models import ChangeEvent, Delivery
 from sync.services import subscriber_register
 from sync.tasks import relay
@@ -115,24 +115,48 @@ def wait_for(
 
 
 def make_changes(api: Any, golden_count: int) -> int:
-    """golden_count golden records, each created (v1) then given attributes (v2)."""
-    people = [
-        {
-            "source_key": f"K{i:05d}",
-            "given_name": f"Name{i}",
-            "family_name": "Family",
-            "country": "DE",
-        }
-        for i in range(golden_count)
-    ]
-    for start in range(0, len(people), 500):
-        response = api.post(
-            "/api/v1/customer/records", {"records": people[start : start + 500]}, format="json"
-        )
-        assert response.status_code == 200, response.content
+    """golden_count golden records, each created (v1), then changed by a second ingest (v2)."""
+
+    def post(country: str) -> None:
+        people = [
+            {
+                "source_key": f"K{i:05d}",
+                "given_name": f"Name{i}",
+                "family_name": "Family",
+                "country": country,
+            }
+            for i in range(golden_count)
+        ]
+        for start in range(0, len(people), 500):
+            response = api.post(
+                "/api/v1/customer/records", {"records": people[start : start + 500]}, format="json"
+            )
+            assert response.status_code == 200, response.content
+
+    post("DE")
     ids = list(SourceRecord.objects.order_by("pk").values_list("pk", flat=True))
-    golden_records_apply_clusters(domain="customer", clusters={rid: rid for rid in ids})
+    result = golden_records_apply_clusters(domain="customer", clusters={rid: rid for rid in ids})
+    assert result.created == golden_count
+    assert ChangeEvent.objects.filter(kind="created", version=1).count() == golden_count
+    post("FR")
+    goldens = sorted(result.golden_of.values())
+    assert golden_records_rebuild(domain="customer", golden_ids=goldens) == golden_count
+    assert ChangeEvent.objects.filter(kind="updated", version=2).count() == golden_count
     return ChangeEvent.objects.count()
+
+
+def all_delivered(receiver: Receiver, total: int) -> Callable[[], bool]:
+    """Done when the receiver holds every event and every delivery row says so: the worker
+    records "delivered" only after the receiver's answer, so the receiver sees the last
+    event a moment before its row leaves "sending"."""
+
+    def done() -> bool:
+        return (
+            len(receiver.unique_ids()) >= total
+            and not Delivery.objects.exclude(status="delivered").exists()
+        )
+
+    return done
 
 
 def assert_in_order(receiver: Receiver) -> None:
@@ -170,7 +194,7 @@ def test_a_thousand_changes_are_all_delivered_signed_and_in_order(
     total = make_changes(api, 500)
     assert total == 1000
     wait_for(
-        lambda: len(receiver.unique_ids()) >= total,
+        all_delivered(receiver, total),
         redis_url=redis_url, queue=queue, workers=workers, timeout=300, what="1000 deliveries",
     )  # fmt: skip
     assert receiver.refused == []
@@ -201,7 +225,7 @@ def test_sigkill_mid_delivery_loses_nothing(
     workers.clear()
     workers.append(start_worker(redis_url, queue, log))
     wait_for(
-        lambda: len(receiver.unique_ids()) >= total,
+        all_delivered(receiver, total),
         redis_url=redis_url, queue=queue, workers=workers, timeout=300, what="all deliveries",
     )  # fmt: skip
     assert receiver.unique_ids() == {f"evt_{s}" for s in range(1, total + 1)}

@@ -15,6 +15,7 @@ from mdm.services.golden import golden_records_apply_clusters
 from sync.models import ChangeEvent, Delivery, Subscriber
 from sync.selectors import subscriber_health
 from sync.services import delivery_attempt, subscriber_register, sync_relay
+from tests.sync.changes import golden_records_change
 
 URL = "/api/v1/customer/records"
 PEOPLE = [
@@ -27,7 +28,14 @@ PEOPLE = [
 def two_golden(api):
     assert api.post(URL, {"records": PEOPLE}, format="json").status_code == 200
     ids = dict(SourceRecord.objects.values_list("source_key", "id"))
-    golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1, ids["B"]: 2})
+    result = golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1, ids["B"]: 2})
+    # each is created once (v1, with its attributes), then really changed (v2): four events
+    assert list(ChangeEvent.objects.order_by("id").values_list("version", "kind")) == [
+        (1, "created"),
+        (1, "created"),
+    ]
+    renamed = [{**PEOPLE[0], "given_name": "Anna"}, {**PEOPLE[1], "given_name": "Robert"}]
+    golden_records_change(api, renamed, [result.golden_of[1], result.golden_of[2]])
     return ids
 
 
@@ -45,6 +53,7 @@ def test_feed_pages_in_order_and_never_skips(two_golden, api):
     assert [e["seq"] for e in page["events"]] == [1, 2, 3]
     assert page["next_after"] == 3 and page["high_water"] == 4
     assert page["events"][0]["type"] == "golden.created"
+    assert page["events"][0]["golden"]["attributes"]["given_name"] == "Ann"  # written once
     page = api.get(f"/api/v1/events?after={page['next_after']}&limit=3").json()
     assert [e["seq"] for e in page["events"]] == [4]
     assert page["events"][0]["xref"] == [{"source": "crm", "source_key": "B"}]

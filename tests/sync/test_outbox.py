@@ -21,6 +21,7 @@ from sync.services import (
     subscriber_register,
     sync_relay,
 )
+from tests.sync.changes import golden_records_change
 
 URL = "/api/v1/customer/records"
 PEOPLE = [
@@ -66,7 +67,10 @@ def test_every_golden_change_writes_one_event_in_its_transaction(api, steward):
         domain="customer", clusters={ids["A"]: 1, ids["B"]: 1, ids["C"]: 2}
     )
     first, second = GoldenRecord.objects.order_by("pk").values_list("pk", flat=True)
-    # then each golden record has a created event (v1) and an updated event (v2)
+    # then each new golden record has one created event (v1), written with its attributes
+    assert events() == [(first, 1, "created"), (second, 1, "created")]
+    # and a real change to both gives each an updated event (v2)
+    golden_records_change(api, [{**p, "family_name": "Leigh"} for p in PEOPLE], [first, second])
     assert events() == [
         (first, 1, "created"),
         (second, 1, "created"),
@@ -97,7 +101,7 @@ def test_every_golden_change_writes_one_event_in_its_transaction(api, steward):
 
 def test_sequence_numbers_follow_commit_not_insert_order(api):
     ids = load(api)
-    golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1})
+    golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1, ids["C"]: 2})
     assert change_events_sequence() == 2
     # an event inserted with a lower id but committed after a later one gets the next seq
     late = ChangeEvent.objects.create(
@@ -115,25 +119,32 @@ def test_sequence_numbers_follow_commit_not_insert_order(api):
 
 def test_webhook_delivery_signed_in_order_with_xref(api, receiver, secret):
     sub = subscriber_register(code="crm", kind="webhook", url=receiver.url, secret=secret)
-    ids = load(api)
-    golden_records_apply_clusters(
+    # C first lives in ES, then moves to FR
+    ids = load(api, [*PEOPLE[:2], {**PEOPLE[2], "country": "ES"}])
+    result = golden_records_apply_clusters(
         domain="customer", clusters={ids["A"]: 1, ids["B"]: 1, ids["C"]: 2}
     )
+    first, second = result.golden_of[1], result.golden_of[2]
+    golden_records_change(api, PEOPLE[2:], [second])
     outcomes = drain()
-    assert outcomes.count("delivered") == 4
+    assert outcomes.count("delivered") == 3
     assert receiver.refused == []
     got = [r.event for r in receiver.received]
-    assert [e["seq"] for e in got] == [1, 2, 3, 4]
-    by_golden: dict[int, list[int]] = {}
-    for e in got:
-        by_golden.setdefault(e["golden"]["id"], []).append(e["golden"]["version"])
-    assert all(v == sorted(v) for v in by_golden.values())
+    assert [e["seq"] for e in got] == [1, 2, 3]
+    assert [(e["type"], e["golden"]["id"], e["golden"]["version"]) for e in got] == [
+        ("golden.created", first, 1),
+        ("golden.created", second, 1),
+        ("golden.updated", second, 2),
+    ]
+    # a created event carries the attributes the golden record was written with
+    assert got[0]["golden"]["attributes"]["country"] == "DE"
+    assert got[1]["golden"]["attributes"]["country"] == "ES"
     last = got[-1]
     assert last["type"] == "golden.updated"
     assert last["golden"]["attributes"]["country"] == "FR"
     assert last["changed"] and "country" in last["changed"]
     assert last["xref"] == [{"source": "crm", "source_key": "C"}]
-    assert Delivery.objects.filter(subscriber=sub, status="delivered").count() == 4
+    assert Delivery.objects.filter(subscriber=sub, status="delivered").count() == 3
 
 
 def test_attribute_filters_and_event_kinds_route_events(api, receiver, secret):
@@ -147,7 +158,14 @@ def test_attribute_filters_and_event_kinds_route_events(api, receiver, secret):
         include_source_keys=False,
     )
     ids = load(api)
-    golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1, ids["C"]: 2})
+    result = golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1, ids["C"]: 2})
+    # created DE, created FR, then updated DE, updated FR: only the last passes both filters
+    golden_records_change(
+        api,
+        [{**PEOPLE[0], "given_name": "Anna"}, {**PEOPLE[2], "given_name": "Robert"}],
+        [result.golden_of[1], result.golden_of[2]],
+    )
+    assert [k for _, _, k in events()] == ["created", "created", "updated", "updated"]
     drain()
     got = [r.event for r in receiver.received]
     assert [(e["type"], e["golden"]["attributes"]["country"]) for e in got] == [
@@ -162,7 +180,8 @@ def test_500_retries_with_backoff_then_dead_letter_then_replay(api, receiver, se
         code="crm", kind="webhook", url=receiver.url, secret=secret, max_attempts=3
     )
     ids = load(api, PEOPLE[:1])
-    golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1})
+    result = golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1})
+    golden_records_change(api, [{**PEOPLE[0], "given_name": "Anna"}], [result.golden_of[1]])
     receiver.status = 500
     before = timezone.now()
     # two events of one golden record: the second waits for the first
@@ -200,9 +219,15 @@ def test_circuit_breaker_opens_then_probes(api, receiver, secret, settings):
     settings.AURUM_SYNC_CIRCUIT_COOLDOWN = 30
     sub = subscriber_register(code="crm", kind="webhook", url=receiver.url, secret=secret)
     ids = load(api)
-    golden_records_apply_clusters(
+    result = golden_records_apply_clusters(
         domain="customer", clusters={ids["A"]: 1, ids["B"]: 2, ids["C"]: 3}
     )
+    golden_records_change(
+        api,
+        [{**p, "family_name": "Leigh"} for p in PEOPLE],
+        [result.golden_of[k] for k in (1, 2, 3)],
+    )
+    assert ChangeEvent.objects.count() == 6
     receiver.status = 500
     # three golden records, three first events due at once: the circuit opens after two
     sent = sync_relay().to_send
@@ -231,7 +256,8 @@ def test_circuit_breaker_opens_then_probes(api, receiver, secret, settings):
 def test_410_disables_the_subscriber_until_enabled(api, receiver, secret):
     sub = subscriber_register(code="crm", kind="webhook", url=receiver.url, secret=secret)
     ids = load(api, PEOPLE[:1])
-    golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1})
+    result = golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1})
+    golden_records_change(api, [{**PEOPLE[0], "given_name": "Anna"}], [result.golden_of[1]])
     receiver.status = 410
     assert drain() == ["gone"]
     sub.refresh_from_db()
