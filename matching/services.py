@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from matching.clustering import Edge, cluster
+from matching.clustering import ClusterResult, Edge, cluster
 from matching.engine import get_engine
 from matching.engine.interface import (
     Contribution,
@@ -148,29 +148,32 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
         )
         timings["score"] = time.perf_counter() - t
         t = time.perf_counter()
+        record_ids = [r.id for r in records]
+
+        def clustered(
+            must: list[tuple[int, int]], cannot: list[tuple[int, int]]
+        ) -> ClusterResult[int]:
+            edges = (Edge(p.left, p.right, p.match_probability) for p in pairs)
+            return cluster(
+                record_ids,
+                edges,
+                threshold=model.upper_threshold,
+                must_link=must,
+                cannot_link=cannot,
+            )
+
         must, cannot = _constraints(domain)
-        result = cluster(
-            [r.id for r in records],
-            (Edge(p.left, p.right, p.match_probability) for p in pairs),
-            threshold=model.upper_threshold,
-            must_link=must,
-            cannot_link=cannot,
-        )
+        result = clustered(must, cannot)
         timings["cluster"] = time.perf_counter() - t
         t = time.perf_counter()
         with transaction.atomic():
             # Steward commands wait from here; one that committed while this run scored
             # changed the constraints: cluster again with them (scores stay valid).
             golden_domain_lock(domain)
-            if _constraints(domain) != (must, cannot):
-                must, cannot = _constraints(domain)
-                result = cluster(
-                    [r.id for r in records],
-                    (Edge(p.left, p.right, p.match_probability) for p in pairs),
-                    threshold=model.upper_threshold,
-                    must_link=must,
-                    cannot_link=cannot,
-                )
+            latest = _constraints(domain)
+            if latest != (must, cannot):
+                must, cannot = latest
+                result = clustered(must, cannot)
             _store_pairs(domain, model, pairs)
             applied = golden_records_apply_clusters(
                 domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"

@@ -6,11 +6,8 @@ normalised by the customer domain, with the customer domain's default match mode
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
-from pathlib import Path
 
 import pytest
 from splink import DuckDBAPI, Linker
@@ -30,37 +27,6 @@ from mdm.domains.match_spec import ComparisonSpec
 assert customer.DOMAIN.match is not None
 SPEC: MatchSpec = customer.DOMAIN.match
 THRESHOLD = 0.5
-
-
-def _shared_data() -> Path:
-    candidates = [Path(__file__).resolve().parents[3] / "shared" / "data"]
-    if env := os.environ.get("AURUM_SHARED_DATA"):
-        candidates.insert(0, Path(env))
-    for folder in candidates:
-        if (folder / "fake_1000.csv").is_file():
-            return folder
-    pytest.skip(f"shared data not found (looked in {', '.join(map(str, candidates))})")
-
-
-@pytest.fixture(scope="module")
-def records() -> list[EngineRecord]:
-    with (_shared_data() / "fake_1000.csv").open(newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(file))
-    out = []
-    for row in rows:
-        # Values the domain rejects (e-mails such as "ao24@green.@net") are left out, as
-        # ingestion would quarantine them.
-        attributes, _errors = customer.DOMAIN.normalise(
-            {
-                "given_name": row["first_name"],
-                "family_name": row["surname"],
-                "date_of_birth": row["dob"],
-                "city": row["city"],
-                "email": row["email"],
-            }
-        )
-        out.append(EngineRecord(int(row["unique_id"]), attributes))
-    return out
 
 
 @pytest.fixture(scope="module")

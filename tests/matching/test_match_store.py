@@ -8,11 +8,8 @@ current records, with the term-frequency tables computed on those records.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 from splink import DuckDBAPI, Linker
@@ -26,35 +23,6 @@ SPEC: MatchSpec = customer.DOMAIN.match
 
 # (candidate, existing) -> probability, match weight, weight per comparison, TF adjustments
 Reference = dict[tuple[int, int], tuple[float, float, dict[str, float], float]]
-
-
-def _shared_data() -> Path:
-    candidates = [Path(__file__).resolve().parents[3] / "shared" / "data"]
-    if env := os.environ.get("AURUM_SHARED_DATA"):
-        candidates.insert(0, Path(env))
-    for folder in candidates:
-        if (folder / "fake_1000.csv").is_file():
-            return folder
-    pytest.skip(f"shared data not found (looked in {', '.join(map(str, candidates))})")
-
-
-@pytest.fixture(scope="module")
-def records() -> list[EngineRecord]:
-    with (_shared_data() / "fake_1000.csv").open(newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(file))
-    out = []
-    for row in rows:
-        attributes, _errors = customer.DOMAIN.normalise(
-            {
-                "given_name": row["first_name"],
-                "family_name": row["surname"],
-                "date_of_birth": row["dob"],
-                "city": row["city"],
-                "email": row["email"],
-            }
-        )
-        out.append(EngineRecord(int(row["unique_id"]), attributes))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,6 @@ source-record history before every use, with no rebuild.
 
 from __future__ import annotations
 
-import csv
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,18 +16,9 @@ from matching.services import _trained, match_model_active, match_model_train, m
 from matching.store import store_for, stores_clear
 from mdm.domains import get_domain
 from mdm.models import SourceRecord
+from tests.matching.conftest import fake_1000_rows
 
 pytestmark = pytest.mark.slow
-
-
-def _shared_data() -> Path:
-    candidates = [Path(__file__).resolve().parents[3] / "shared" / "data"]
-    if env := os.environ.get("AURUM_SHARED_DATA"):
-        candidates.insert(0, Path(env))
-    for folder in candidates:
-        if (folder / "fake_1000.csv").is_file():
-            return folder
-    pytest.skip(f"shared data not found (looked in {', '.join(map(str, candidates))})")
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +31,7 @@ def fresh_stores():
 @pytest.fixture
 def people(api: APIClient, settings: Any) -> dict[str, dict[str, Any]]:
     settings.AURUM_MATCH_AFTER_INGEST = False
-    with (_shared_data() / "fake_1000.csv").open(newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(file))
+    rows = fake_1000_rows()
     records = {
         f"P{row['unique_id']}": {
             "source_key": f"P{row['unique_id']}",
