@@ -23,7 +23,7 @@ from mdm.domains import get_domain
 from mdm.domains.base import Domain
 from mdm.models import CrossReference, GoldenRecord, SourceSystem
 from mdm.selectors import live_record_rows
-from mdm.survivorship import Member, RuleSet, survive, survivorship_rules_active
+from mdm.survivorship import Member, survive, survivorship_rules_active
 
 BATCH = 900  # ids per IN (...) query: below SQLite's parameter limit
 # Above this many ids a read takes the whole domain in one query instead of IN batches.
@@ -45,13 +45,6 @@ class ApplyResult:
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for start in range(0, len(items), BATCH):
         yield items[start : start + BATCH]
-
-
-def _survive(
-    dom: Domain, members: list[Member], rules: RuleSet
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The one place golden attributes are computed, by the domain's active rules."""
-    return survive(dom, members, rules)
 
 
 def _domain_links(domain: str) -> list[tuple[int, int]]:
@@ -154,7 +147,7 @@ def _write_rebuilt(
     for gid in sorted(current):
         old_attributes, old_provenance, version = current[gid]
         live = [members[r] for r in members_of[gid] if r in members]
-        attributes, provenance = _survive(dom, live, rules)
+        attributes, provenance = survive(dom, live, rules)
         if attributes != old_attributes or provenance != old_provenance:
             rows.append((gid, attributes, provenance, version + 1, now))
     bulk.rows_update_with_history(
@@ -252,7 +245,7 @@ def golden_records_apply_clusters(
         new_rows = []
         rules = survivorship_rules_active(domain=dom.code)
         for key in new_keys:
-            attributes, provenance = _survive(
+            attributes, provenance = survive(
                 dom, [live[r] for r in members[key] if r in live], rules
             )
             new_rows.append(

@@ -6,9 +6,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from mdm.models import GoldenRecord, SourceRecord, SurvivorshipJob, SurvivorshipRuleSet
-from mdm.services.golden import golden_records_apply_clusters
-from mdm.services.sources import source_system_upsert
+from mdm.models import GoldenRecord, SurvivorshipJob, SurvivorshipRuleSet
 from mdm.services.survivorship import survivorship_recompute
 
 PAGE = "/survivorship/customer/"
@@ -31,16 +29,8 @@ def admin(db):
 
 
 @pytest.fixture
-def golden(api, other_api):
-    source_system_upsert(code="crm", priority=10)
-    source_system_upsert(code="erp", priority=20)
-    api.post("/api/v1/customer/records", {"source_key": "A", "given_name": "Ann"}, format="json")
-    other_api.post(
-        "/api/v1/customer/records", {"source_key": "X", "given_name": "Anne"}, format="json"
-    )
-    clusters = dict.fromkeys(SourceRecord.objects.values_list("id", flat=True), 1)
-    golden_records_apply_clusters(domain="customer", clusters=clusters)
-    return GoldenRecord.objects.get()
+def golden(ann_golden):
+    return ann_golden
 
 
 def form_data(page_html):

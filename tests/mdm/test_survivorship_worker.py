@@ -10,10 +10,8 @@ from celery.result import EagerResult
 from django.contrib.auth.models import Group, User
 
 from config.celery import app
-from mdm.models import GoldenRecord, SourceRecord, SurvivorshipJob
+from mdm.models import SurvivorshipJob
 from mdm.services import survivorship as services
-from mdm.services.golden import golden_records_apply_clusters
-from mdm.services.sources import source_system_upsert
 from mdm.tasks import survivorship_recompute
 from tests.test_celery_worker import WORK_TIMEOUT, Worker, worker  # noqa: F401 - the fixture
 
@@ -23,20 +21,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 def test_a_saved_rule_is_recomputed_by_the_worker(
     worker: Worker,  # noqa: F811
     redis_url: str,
-    api: Any,
-    other_api: Any,
+    ann_golden: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given a golden record of Ann (crm, trusted) and Anne (erp, newer), committed
-    source_system_upsert(code="crm", priority=10)
-    source_system_upsert(code="erp", priority=20)
-    api.post("/api/v1/customer/records", {"source_key": "A", "given_name": "Ann"}, format="json")
-    other_api.post(
-        "/api/v1/customer/records", {"source_key": "X", "given_name": "Anne"}, format="json"
-    )
-    clusters = dict.fromkeys(SourceRecord.objects.values_list("id", flat=True), 1)
-    golden_records_apply_clusters(domain="customer", clusters=clusters)
-    golden = GoldenRecord.objects.get()
+    golden = ann_golden
     assert golden.attributes["given_name"] == "Ann"
     admin = User.objects.create_user("ada", password="pw")
     admin.groups.add(Group.objects.get_or_create(name="admin")[0])  # a flush drops migrated rows
