@@ -335,8 +335,10 @@ def live_record_rows(
     no particular order.  For bulk reads (a full match): on PostgreSQL the rows stream from
     a server-side cursor and JSON is decoded by orjson, a few times faster than the ORM's
     ``json.loads`` per value."""
-    excluded = list(
-        SourceSystem.objects.filter(code__in=exclude_sources).values_list("id", flat=True)
+    excluded = (
+        list(SourceSystem.objects.filter(code__in=exclude_sources).values_list("id", flat=True))
+        if exclude_sources
+        else []
     )
     if connection.vendor != "postgresql":
         qs = SourceRecord.objects.filter(domain=domain, is_deleted=False).exclude(
