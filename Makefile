@@ -11,7 +11,7 @@ ADDRPORT ?= 127.0.0.1:8000
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,spark]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -37,14 +37,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/bandit -q -r mdm matching stewardship sync config -ll
 
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## Benchmarks (print their figures).  QUICK=1 for a small run.
+## The benchmark suite on the configured database (a bench DB: it is emptied).  QUICK=1: small.
 bench: install
-	$(BIN)/python bench/ingest.py $(if $(QUICK),--rows 50000,)
+	$(BIN)/python bench/suite.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

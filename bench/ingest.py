@@ -4,7 +4,8 @@
 
 Runs against the configured database (DATABASE_URL; SQLite by default).  Prints rows/s for a
 fresh load and for a re-load of the unchanged file, and the process's peak memory.  The rows
-belong to a source system `bench`, whose earlier records are removed first.
+belong to a source system `bench`, whose records are removed first and at the end
+(`--keep-records` leaves them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +31,7 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
+from bench.figures import Figures, load_average  # noqa: E402
 from mdm.mapping import compile_mapping  # noqa: E402
 from mdm.models import IngestRun, QuarantinedPayload, RecordChange, SourceRecord  # noqa: E402
 from mdm.services.ingest import source_records_ingest_file  # noqa: E402
@@ -94,34 +97,39 @@ def phone(rng: random.Random, country: str) -> str:
     return f"030 {rng.randint(1000000, 9999999)}"
 
 
+_GIVEN, _FAMILY, _STREETS = GIVEN.split(), FAMILY.split(), STREETS.split("|")
+_COUNTRIES = list(CITIES)
+
+
+def customer_row(rng: random.Random, i: int, updated: str) -> list[Any]:
+    """Row ``i`` of the generated customer export, in ``HEADER``'s order."""
+    first, last = rng.choice(_GIVEN), rng.choice(_FAMILY)
+    country = _COUNTRIES[i % 4]
+    return [
+        f"B{i:08d}",
+        first,
+        last,
+        f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(1940, 2005)}",
+        rng.choice("FM"),
+        f"{first}.{last}.{i}@example.com".lower(),
+        phone(rng, country),
+        rng.randint(1, 300),
+        rng.choice(_STREETS),
+        rng.choice(CITIES[country]),
+        f"{rng.randint(10000, 99999)}",
+        country,
+        rng.choice("YN"),
+        updated,
+    ]
+
+
 def generate(path: Path, rows: int, seed: int = 7) -> None:
     rng = random.Random(seed)
-    given, family, streets = GIVEN.split(), FAMILY.split(), STREETS.split("|")
-    countries = list(CITIES)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(HEADER)
         for i in range(rows):
-            first, last = rng.choice(given), rng.choice(family)
-            country = countries[i % 4]
-            w.writerow(
-                [
-                    f"B{i:08d}",
-                    first,
-                    last,
-                    f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(1940, 2005)}",
-                    rng.choice("FM"),
-                    f"{first}.{last}.{i}@example.com".lower(),
-                    phone(rng, country),
-                    rng.randint(1, 300),
-                    rng.choice(streets),
-                    rng.choice(CITIES[country]),
-                    f"{rng.randint(10000, 99999)}",
-                    country,
-                    rng.choice("YN"),
-                    "2024-05-01T10:00:00Z",
-                ]
-            )
+            w.writerow(customer_row(rng, i, "2024-05-01T10:00:00Z"))
 
 
 def reset() -> None:
@@ -145,7 +153,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated CSV")
+    parser.add_argument(
+        "--keep-records", action="store_true", help="leave the ingested records in the database"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/suite.py)")
     args = parser.parse_args()
+    figures = Figures(args.json)
 
     db = connection.vendor
     tmp = Path(tempfile.mkdtemp(prefix="aurum-bench-"))
@@ -161,7 +174,8 @@ def main() -> None:
         f"ingest benchmark: {args.rows:,} customer rows, database {db}, "
         f"CSV {path.stat().st_size / 1e6:.0f} MB generated in {gen_s:.1f} s"
     )
-    for label in ("fresh load", "unchanged re-load"):
+    on = f"{args.rows:,} customer rows, {db}, {load_average()}"
+    for key, label in (("fresh", "fresh load"), ("unchanged", "unchanged re-load")):
         t = time.perf_counter()
         result = source_records_ingest_file(
             path=path,
@@ -177,12 +191,36 @@ def main() -> None:
             f"  {label:<18} {c.read:>9,} rows in {seconds:7.2f} s = {rate:>9,.0f} rows/s"
             f"  (created {c.created:,}, unchanged {c.unchanged:,}, quarantined {c.quarantined:,})"
         )
+        figures.add(f"ingest.{key}_rows_per_s", f"file ingest, {label}", rate, "rows/s", on)
     print(
         f"  peak memory (RSS)  {peak_mb():,.0f} MB main process, "
         f"{peak_mb(resource.RUSAGE_CHILDREN):,.0f} MB largest worker process"
     )
+    figures.add("ingest.peak_rss_mb", "file ingest, peak RSS", peak_mb(), "MB", on)
+    if db == "postgresql":
+        # What a source record costs on disk, its history row and indexes included: the basis
+        # of the storage estimate in docs/performance.md.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE mdm_sourcerecord")
+            cursor.execute(
+                "SELECT pg_total_relation_size('mdm_sourcerecord')"
+                " + pg_total_relation_size('mdm_historicalsourcerecord'),"
+                " (SELECT count(*) FROM mdm_sourcerecord)"
+            )
+            size, count = cursor.fetchall()[0]
+        per_record = size / max(count, 1)
+        print(f"  on disk            {per_record:,.0f} bytes per source record (history, indexes)")
+        figures.add(
+            "ingest.bytes_per_record",
+            "PostgreSQL size per source record (with history, indexes)",
+            per_record,
+            "bytes",
+            f"{count:,} source records",
+        )
     history_rows = SourceRecord.history.filter(source_system__code="bench").count()
     print(f"  history rows       {history_rows:,}")
+    if not args.keep_records:  # the next benchmark (matching) must not match them too
+        reset()
     if not args.keep:
         path.unlink()
         tmp.rmdir()

@@ -30,14 +30,14 @@ figures).  Steps, each timed and printed with what it was measured on:
 ``--skip-full-match`` skips steps 3 and 4, to measure search alone (there are then no golden
 records to check the top search result against).
 
-``--quick`` is 50,000 records; ``--skip-ingest`` reuses the records already loaded (their
-truth is regenerated and matched by source key, so give the same ``--records`` and
-``--seed``).  A full match that runs longer than ``--hub-timeout`` seconds is stopped (its
-SQL cancelled, its transaction rolled back) and the table says where it was; the other
-steps still run.  The process runs production-like: ``DEBUG`` off, no match queued after
-the load, and PostgreSQL's JIT off for its session (``--server-jit`` keeps the server's
-setting: JIT-compiling the ``CASE`` of a large Django ``bulk_update`` can take hours and
-ignores cancel requests).
+``--searches 0`` skips step 5. ``--quick`` is 50,000 records; ``--skip-ingest`` reuses the
+records already loaded (their truth is regenerated and matched by source key, so give the
+same ``--records`` and ``--seed``). A full match that runs longer than ``--hub-timeout``
+seconds is stopped (its SQL cancelled, its transaction rolled back) and the table says where
+it was; the other steps still run. The process runs production-like: ``DEBUG`` off, no match
+queued after the load, and PostgreSQL's JIT off for its session (``--server-jit`` keeps the
+server's setting: JIT-compiling the ``CASE`` of a large Django ``bulk_update`` can take
+hours and ignores cancel requests).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ import contextlib
 import csv
 import gc
 import hashlib
+import json
 import logging
 import os
 import random
@@ -885,8 +886,9 @@ class TimedConnection:
 class Report:
     """The printed table: one row per figure, with what it was measured on."""
 
-    def __init__(self) -> None:
+    def __init__(self, json_path: Path | None = None) -> None:
         self.rows: list[tuple[str, str, str]] = []
+        self.json_path = json_path
 
     def section(self, title: str) -> None:
         self.rows.append((f"-- {title}", "", ""))
@@ -906,6 +908,9 @@ class Report:
                 continue
             print(f"  {label:<{width}}  {value:>{vwidth}}  {on}")
         print("=" * 100)
+        if self.json_path is not None:  # for bench/suite.py: the same rows, machine-readable
+            rows = [{"label": label, "value": value, "on": on} for label, value, on in self.rows]
+            self.json_path.write_text(json.dumps(rows, indent=2))
 
 
 def _jit_off(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -1070,13 +1075,14 @@ def main() -> None:
         action="store_true",
         help="skip steps 3 and 4 (hub full match, bare Splink predict): measure search alone",
     )
+    parser.add_argument("--json", type=Path, help="also write the table's rows to this file")
     args = parser.parse_args()
     logging.getLogger("splink").setLevel(logging.WARNING)
     if connection.vendor == "postgresql" and not args.server_jit:
         connection_created.connect(_jit_off)
         connection.close()
     n = QUICK_RECORDS if args.quick else args.records
-    report = Report()
+    report = Report(args.json)
     db = f"{connection.vendor} {connection.settings_dict.get('NAME')}"
     jit = "server default" if args.server_jit else "off for this session"
     print(f"code measured: {code_fingerprint()}")
@@ -1160,8 +1166,7 @@ def main() -> None:
     probe = Probe()
     probe.wrap(splink_engine, "prepare_table", "score: prepare_table")
     probe.wrap(LinkerInference, "predict", "score: Splink predict")
-    probe.wrap(splink_engine, "_display_values", "score: _display_values")
-    probe.wrap(splink_engine, "_pairs", "score: _pairs (ScoredPair objects)")
+    probe.wrap(splink_engine, "_display_table", "score: _display_table (values as JSON)")
     probe.wrap(match_services, "_store_pairs", "apply: _store_pairs (MatchPair rows)")
     probe.wrap(
         match_services, "golden_records_apply_clusters", "apply: golden_records_apply_clusters"
@@ -1212,15 +1217,14 @@ def main() -> None:
         for label in (
             "score: prepare_table",
             "score: Splink predict",
-            "score: _display_values",
-            "score: _pairs (ScoredPair objects)",
+            "score: _display_table (values as JSON)",
         )
     )
     for label, (seconds, calls) in probe.calls.items():
         report.add(f"    {label}", fmt_s(seconds), f"{int(calls):,} calls")
     if "score" in run.timings:
         report.add(
-            "    score: rest (fetchall, Linker, settings)",
+            "    score: rest (pairs by column with their JSON, Linker, settings)",
             fmt_s(run.timings["score"] - score_known),
         )
     if run.counts:
@@ -1334,6 +1338,9 @@ def search_before_create(
     con: duckdb.DuckDBPyConnection,
 ) -> list[float]:
     """Step 5: the hub's match_search against Splink's predict_between; the hub's times."""
+    if args.searches <= 0:
+        report.section("search before create: skipped (--searches 0)")
+        return []
     splink_settings = model_settings(MatchModel.objects.get(domain=DOMAIN, is_active=True))
     report.section(f"search before create: {args.searches} misspelt existing records")
     rng = random.Random(args.seed + 1)
@@ -1410,8 +1417,8 @@ def report_memory(report: Report, n: int, hub_times: Sequence[float]) -> None:
     """Step 6: the process's peak memory, then the report."""
     report.section("memory")
     report.add("peak RSS of the process", f"{peak_mb():,.0f} MB", f"{n:,} records")
-    mean_hub = statistics.fmean(hub_times)
-    print(f"\n(mean match_search {mean_hub * 1000:.1f} ms)")
+    if hub_times:
+        print(f"\n(mean match_search {statistics.fmean(hub_times) * 1000:.1f} ms)")
     report.print()
 
 

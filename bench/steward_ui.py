@@ -47,6 +47,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.figures import Figures, load_average  # noqa: E402
 from mdm.models import CrossReference, GoldenRecord, SourceRecord  # noqa: E402
 from mdm.services.sources import source_system_upsert  # noqa: E402
 from stewardship.models import ReviewTask, TaskEvent  # noqa: E402
@@ -148,9 +149,15 @@ def timed(client: Client, url: str, n: int, headers: dict[str, str] | None = Non
     return times
 
 
-def report(name: str, times: list[float]) -> None:
+FIGURES = Figures(None)
+ON = ""
+
+
+def report(name: str, times: list[float], key: str = "") -> None:
     ordered = sorted(times)
     p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
+    if key:
+        FIGURES.add(f"steward_ui.{key}_p95_ms", f"steward UI, {name}, p95", p95, "ms", ON)
     print(
         f"{name:<44} n={len(times):<4} p50 {statistics.median(times):7.1f} ms"
         f"   p95 {p95:7.1f} ms   max {ordered[-1]:7.1f} ms"
@@ -163,7 +170,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/suite.py)")
     args = parser.parse_args()
+    global ON
+    FIGURES.path = args.json
 
     call_command("migrate", verbosity=0)
     user, created = User.objects.get_or_create(username="bench-steward")
@@ -184,10 +194,11 @@ def main() -> None:
         f"database: {connection.vendor} ({connection.settings_dict['NAME']}), "
         f"{open_tasks:,} open tasks; {args.requests} requests per page after a warm-up"
     )
+    ON = f"{open_tasks:,} open tasks, {connection.vendor}, {load_average()}"
     client = Client()
     client.force_login(user)
     n = args.requests
-    report("queue, page 1 (priority, due)", timed(client, "/steward/queue/matches/", n))
+    report("queue, page 1 (priority, due)", timed(client, "/steward/queue/matches/", n), "queue")
     report(
         "queue, filtered + sorted by age",
         timed(
@@ -211,7 +222,7 @@ def main() -> None:
     pair_times: list[float] = []
     for task_id in rng.sample(ids, min(n, len(ids))):
         pair_times += timed(client, f"/steward/tasks/{task_id}/", 1)
-    report("pair page (random tasks)", pair_times)
+    report("pair page (random tasks)", pair_times, "pair")
     report("dashboard", timed(client, "/steward/", max(10, n // 4)))
 
 

@@ -38,6 +38,7 @@ django.setup()
 
 from django.db import connection, transaction  # noqa: E402
 
+from bench.figures import Figures, load_average  # noqa: E402
 from mdm.bulk import RecordRow, records_create  # noqa: E402
 from mdm.models import (  # noqa: E402
     CrossReference,
@@ -233,13 +234,21 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(label: str, n: int, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+FIGURES = Figures(None)
+
+
+def timed(
+    label: str, n: int, func: Callable[..., T], *args: Any, key: str = "", **kwargs: Any
+) -> T:
     """Run and print wall time, rate, and this process's CPU time (the rest is the
     database, or waiting for a core on a busy machine)."""
     cpu, start = _cpu(), time.perf_counter()
     result = func(*args, **kwargs)
     seconds, cpu = time.perf_counter() - start, _cpu() - cpu
     print(f"{label:<42} {seconds:7.1f} s {n / seconds:9,.0f} golden records/s  (CPU {cpu:5.1f} s)")
+    if key:
+        on = f"{n:,} golden records, postgresql, {load_average()}"
+        FIGURES.add(f"survivorship.{key}", f"golden {label}", n / seconds, "golden/s", on)
     return result
 
 
@@ -248,7 +257,9 @@ def main() -> None:
     parser.add_argument("--golden", type=int, default=200_000, help="golden records")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="20,000 golden records")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/suite.py)")
     args = parser.parse_args()
+    FIGURES.path = args.json
     n = 20_000 if args.quick else args.golden
     if connection.vendor != "postgresql":
         sys.exit("Point DATABASE_URL at a PostgreSQL bench database (COPY is the measured path).")
@@ -265,6 +276,7 @@ def main() -> None:
         domain=DOMAIN,
         rules=default_rules(DOMAIN),
         reason="bench: first build",
+        key="first_build_per_s",
     )
     preview = timed(
         "preview of the rule change (no writes)",
@@ -278,7 +290,11 @@ def main() -> None:
         domain=DOMAIN, spec=CHANGE, expected_version=0, comment="bench"
     )
     job = timed(
-        "recompute job after the rule change", n, services.survivorship_recompute, job_id=job.pk
+        "recompute job after the rule change",
+        n,
+        services.survivorship_recompute,
+        job_id=job.pk,
+        key="recompute_per_s",
     )
     again = timed(
         "recompute again (nothing to change)",

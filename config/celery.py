@@ -8,7 +8,14 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+)
 
 from config import logs
 
@@ -34,6 +41,15 @@ def _worker_init(**kwargs: object) -> None:
     ensure_broker_folders()
 
 
+def _scrub_worker_logs(logger: object = None, **kwargs: object) -> None:
+    """A worker installs its own log handlers: they scrub PII, tokens and secrets too."""
+    for handler in getattr(logger, "handlers", []):
+        if not any(isinstance(f, logs.ScrubFilter) for f in handler.filters):
+            handler.addFilter(logs.ScrubFilter())
+
+
+after_setup_logger.connect(_scrub_worker_logs, weak=False)
+after_setup_task_logger.connect(_scrub_worker_logs, weak=False)
 before_task_publish.connect(logs.task_headers_add, weak=False)
 task_prerun.connect(logs.task_correlation_set, weak=False)
 task_postrun.connect(logs.task_correlation_reset, weak=False)

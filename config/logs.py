@@ -5,6 +5,11 @@ Every log record carries ``correlation_id``: the ``X-Request-ID`` of the request
 queued the Celery task being run.  A task queued while an id is set carries it in a message
 header, so a record's ingest request, the matching it queued and whatever that queues log
 under one id.  ``JsonFormatter`` writes one JSON object a line.
+
+``ScrubFilter`` (on the console handler) keeps personal data, tokens and secrets out of every
+record: API tokens (``aur_``/``auru_`` and any ``Bearer``/``Authorization`` value), values of
+keys named like a password, secret, token or key, e-mail addresses, phone numbers and
+national-id-like numbers, in the message, its arguments, ``extra=`` fields and tracebacks.
 """
 
 from __future__ import annotations
@@ -79,9 +84,85 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_text:  # already scrubbed by ScrubFilter
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
+
+
+# --- Keeping PII, tokens and secrets out of the logs ---------------------------------------
+
+SCRUBBED = "[scrubbed]"
+_SCRUB_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # Authorization headers and bearer tokens, whatever the token looks like.
+    (
+        re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)[^\s,;\"'}]+(\s+[^\s,;\"'}]+)?"),
+        rf"\1{SCRUBBED}",
+    ),
+    (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {SCRUBBED}"),
+    # The hub's own token formats (source systems aur_, users auru_).
+    (re.compile(r"\baur(?:u)?_[A-Za-z0-9_-]{6,}"), SCRUBBED),
+    # key=value / "key": "value" pairs whose key names a secret.
+    (
+        re.compile(
+            r"(?i)([\"']?\b[\w-]*(?:password|passwd|secret|api[_-]?key|token|signing[_-]?key|"
+            r"credential)[\w-]*[\"']?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&}]+)"
+        ),
+        rf"\1{SCRUBBED}",
+    ),
+    # Personal data that looks like it: e-mail addresses, phone numbers, SSN/national ids, IBANs.
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
+    (re.compile(r"(?<![\w.])\+\d[\d\s().-]{6,}\d"), "[phone]"),
+    (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[national-id]"),
+    (re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b"), "[iban]"),
+]
+
+
+def scrub(text: str) -> str:
+    """``text`` with tokens, secrets and PII-looking values replaced."""
+    for pattern, replacement in _SCRUB_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+_PRIMITIVE = (int, float, bool, type(None))
+_SECRET_KEY = re.compile(r"(?i)password|passwd|secret|api[_-]?key|token|authorization|credential")
+
+
+def _scrub_value(value: Any) -> Any:
+    """An ``extra=`` value scrubbed, keeping its shape (a dict stays a JSON object)."""
+    if isinstance(value, _PRIMITIVE):
+        return value
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {
+            k: SCRUBBED if _SECRET_KEY.search(str(k)) else _scrub_value(v) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_scrub_value(v) for v in value]
+    return scrub(str(value))
+
+
+class ScrubFilter(logging.Filter):
+    """Scrubs every record passing the handler (see ``scrub``); never drops one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep the raw message, scrubbed
+            message = str(record.msg)
+        record.msg, record.args = scrub(message), ()
+        for key, value in list(record.__dict__.items()):
+            if key in _STANDARD or key.startswith("_") or isinstance(value, _PRIMITIVE):
+                continue
+            record.__dict__[key] = _scrub_value(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
 
 
 # --- Celery: carry the id in a message header -------------------------------------------

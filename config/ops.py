@@ -264,12 +264,13 @@ class HubCollector(Collector):
             labels=["queue"],
         )
         up = GaugeMetricFamily("aurum_broker_up", "1 when the Celery broker answered the scrape.")
-        queue = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
+        queues = getattr(settings, "AURUM_QUEUES", ("celery",))
         try:
             with _broker() as conn:
                 conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-                declared = conn.default_channel.queue_declare(queue=queue, passive=False)
-                depth.add_metric([queue], declared.message_count)
+                for queue in queues:
+                    declared = conn.default_channel.queue_declare(queue=queue, passive=False)
+                    depth.add_metric([queue], declared.message_count)
             up.add_metric([], 1)
         except Exception as exc:  # a down broker is a figure, not a failed scrape
             logger.warning("metrics: broker unreachable: %s", exc)
@@ -295,3 +296,15 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if token and request.headers.get("Authorization", "") != f"Bearer {token}":
         return HttpResponse("metrics need the bearer token\n", status=401)
     return HttpResponse(generate_latest(_REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 for a URL no route matches: the API's JSON error shape under ``/api/``, Django's
+    page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"error": "not_found", "detail": f"No API endpoint at {request.path}."}, status=404
+        )
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception or Exception("not found"))

@@ -5,7 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config import ops
 from matching.api import MatchSearchView
+from mdm.audit.api import AuditEntryListView
 from mdm.views import quality_page
+
+handler404 = "config.ops.not_found"
 
 urlpatterns = [
     path("healthz", ops.healthz, name="healthz"),
@@ -22,6 +25,7 @@ urlpatterns = [
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("api/v1/audit", AuditEntryListView.as_view(), name="audit"),
     path("api/v1/<slug:domain>/match", MatchSearchView.as_view(), name="match-search"),
     path("api/v1/", include("sync.urls")),
     path("api/v1/", include("mdm.api.urls")),

@@ -13,10 +13,15 @@ from rest_framework.views import APIView
 from matching.services import CandidateInvalidError, MatchingError, match_search
 from mdm.api import serializers as s
 from mdm.api.errors import Conflict
+from mdm.api.masking import MaskPiiMixin
 from mdm.api.views import domain_or_404
+from mdm.roles import CanReadDomain
 
 
-class MatchSearchView(APIView):
+class MatchSearchView(MaskPiiMixin, APIView):
+    permission_classes = [CanReadDomain]
+    required_access = "read"  # a POST that only reads: a read-only token may search
+
     @extend_schema(
         operation_id="match_search",
         summary="Search before create: the golden records a candidate most likely is",

@@ -8,7 +8,7 @@ A≠C: B joins A or C, whichever scores higher, never both).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -100,6 +100,33 @@ def cluster(
     also cannot-linked is a contradiction and raises ValueError.  Deterministic: ties in
     probability are broken by the pair's ids.
     """
+    strong = [(e.left, e.right, e.probability) for e in edges if e.probability >= threshold]
+    return _cluster(ids, strong, must_link=must_link, cannot_link=cannot_link)
+
+
+def cluster_columns(
+    ids: Iterable[Id],
+    left: Sequence[Id],
+    right: Sequence[Id],
+    probability: Sequence[float],
+    *,
+    threshold: float,
+    must_link: Iterable[tuple[Id, Id]] = (),
+    cannot_link: Iterable[tuple[Id, Id]] = (),
+) -> ClusterResult[Id]:
+    """:func:`cluster` of edges given by column (``left[i]``, ``right[i]``,
+    ``probability[i]``): the same result, without an ``Edge`` object per scored pair."""
+    strong = [t for t in zip(left, right, probability, strict=True) if t[2] >= threshold]
+    return _cluster(ids, strong, must_link=must_link, cannot_link=cannot_link)
+
+
+def _cluster(
+    ids: Iterable[Id],
+    strong: list[tuple[Id, Id, float]],
+    *,
+    must_link: Iterable[tuple[Id, Id]],
+    cannot_link: Iterable[tuple[Id, Id]],
+) -> ClusterResult[Id]:
     forest: _Forest[Id] = _Forest(ids)
     cannot = [(a, b) for a, b in cannot_link]
     for a, b in cannot:
@@ -113,19 +140,36 @@ def cluster(
         if not forest.join(a, b):
             raise ValueError(f"records {a} and {b} are both must-link and cannot-link")
     refused: list[Edge[Id]] = []
-    strong = [e for e in edges if e.probability >= threshold]
-    strong.sort(key=lambda e: (-e.probability, repr(e.left), repr(e.right)))
-    for edge in strong:
-        forest.add(edge.left)
-        forest.add(edge.right)
-        if not forest.join(edge.left, edge.right):
-            refused.append(edge)
+    parent = forest.parent
+    if cannot:
+        # Only a cannot-link can refuse a join, and then the order decides which: the most
+        # probable first.  Without one, every order gives the same components.
+        strong.sort(key=lambda e: (-e[2], repr(e[0]), repr(e[1])))
+        for left, right, probability in strong:
+            forest.add(left)
+            forest.add(right)
+            if not forest.join(left, right):
+                refused.append(Edge(left, right, probability))
+    else:
+        find = forest.find
+        size = forest.size
+        for left, right, _ in strong:
+            if left not in parent:
+                forest.add(left)
+            if right not in parent:
+                forest.add(right)
+            ra, rb = find(left), find(right)
+            if ra != rb:
+                if size[ra] < size[rb]:
+                    ra, rb = rb, ra
+                parent[rb] = ra
+                size[ra] += size[rb]
     members: dict[Id, list[Id]] = {}
     find = forest.find
-    for item in forest.parent:
+    for item in parent:
         members.setdefault(find(item), []).append(item)
     # Plain integer ids (record ids) are already in _order's order: skip the key function.
-    numeric = all(type(item) is int for item in forest.parent)
+    numeric = all(type(item) is int for item in parent)
     clusters: dict[Id, Id] = {}
     for group in members.values():
         key = cast(Id, min(cast(list[int], group))) if numeric else min(group, key=_order)

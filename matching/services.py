@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from matching.clustering import ClusterResult, Edge, cluster
+from matching.clustering import ClusterResult, Edge, cluster, cluster_columns
 from matching.engine import get_engine
 from matching.engine.interface import (
     Contribution,
@@ -20,6 +23,7 @@ from matching.engine.interface import (
     LevelReport,
     MatchEngine,
     ScoredPair,
+    ScoredPairs,
     TrainedModel,
 )
 from matching.models import MatchModel, MatchPair, MatchRun, PairConstraint
@@ -27,9 +31,16 @@ from matching.store import engine_records, store_for
 from mdm import bulk
 from mdm.domains import get_domain
 from mdm.domains.match_spec import MatchSpec
-from mdm.models import CrossReference, RecordChange, SourceRecord
-from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
+from mdm.models import STEWARD_SOURCE, CrossReference, RecordChange, SourceRecord, SourceSystem
+from mdm.selectors import live_record_rows
+from mdm.services.golden import (
+    MEMBER_COLUMNS,
+    golden_records_apply_clusters,
+    golden_records_rebuild,
+    members_from_rows,
+)
 from mdm.services.locks import golden_domain_lock
+from mdm.survivorship import Member
 from stewardship.models import ReviewTask
 
 ANALYZE_AT = 10_000  # refresh the planner's statistics after writing this many pairs
@@ -125,6 +136,24 @@ def _constraints(domain: str) -> tuple[list[tuple[int, int]], list[tuple[int, in
     return must, cannot
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector during a full run.
+
+    A full run builds millions of acyclic objects (records, members, attribute and
+    provenance dictionaries); each full collection walks every live one, and at 1M records
+    they cost more than the run's own work.  Nothing a run builds needs the collector: the
+    memory is freed by reference counting as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRun:
     """Score every live record of the domain, cluster, and apply to the golden records.
 
@@ -133,6 +162,11 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
     hold.  Consumes the domain's pending ``RecordChange`` markers.  Safe to repeat: a second
     run on unchanged data changes no golden record and opens no new task.
     """
+    with _gc_paused():
+        return _run_full(domain, engine)
+
+
+def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
     model = match_model_active(domain=domain)
     spec = _spec(domain)
     run = MatchRun.objects.create(domain=domain, kind=MatchRun.Kind.FULL, model=model)
@@ -140,7 +174,10 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
     try:
         last_change = RecordChange.objects.filter(domain=domain).aggregate(m=Max("id"))["m"] or 0
         t = time.perf_counter()
-        records = engine_records(domain)
+        watermark = _records_watermark()
+        records, members = _full_run_records(domain)
+        live: dict[int, Member] | None = members
+        del members
         timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
         pairs = (engine or get_engine()).score_all(
@@ -149,14 +186,17 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
         timings["score"] = time.perf_counter() - t
         t = time.perf_counter()
         record_ids = [r.id for r in records]
+        del records
+        columns = _columns(pairs)
 
         def clustered(
             must: list[tuple[int, int]], cannot: list[tuple[int, int]]
         ) -> ClusterResult[int]:
-            edges = (Edge(p.left, p.right, p.match_probability) for p in pairs)
-            return cluster(
+            return cluster_columns(
                 record_ids,
-                edges,
+                columns.left,
+                columns.right,
+                columns.match_probability,
                 threshold=model.upper_threshold,
                 must_link=must,
                 cannot_link=cannot,
@@ -170,22 +210,26 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
             # Steward commands wait from here; one that committed while this run scored
             # changed the constraints: cluster again with them (scores stay valid).
             golden_domain_lock(domain)
+            if _records_watermark() != watermark:
+                live = None  # a record changed since: survivorship reads the latest values
             latest = _constraints(domain)
             if latest != (must, cannot):
                 must, cannot = latest
                 result = clustered(must, cannot)
             _store_pairs(domain, model, pairs)
             applied = golden_records_apply_clusters(
-                domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
+                domain=domain, clusters=result.clusters, reason=f"match run {run.pk}", live=live
             )
+            del live
             tasks = _review_tasks(domain, model, result.clusters, set(must) | set(cannot))
             RecordChange.objects.filter(domain=domain, id__lte=last_change).delete()
         timings["apply"] = time.perf_counter() - t
+        auto_merge = sum(p >= model.upper_threshold for p in columns.match_probability)
         run.counts = {
-            "records": len(records),
+            "records": len(record_ids),
             "pairs": len(pairs),
-            "auto_merge_pairs": sum(p.match_probability >= model.upper_threshold for p in pairs),
-            "review_pairs": sum(p.match_probability < model.upper_threshold for p in pairs),
+            "auto_merge_pairs": auto_merge,
+            "review_pairs": len(pairs) - auto_merge,
             "refused_by_constraints": len(result.refused),
             "clusters": len(set(result.clusters.values())),
             "golden_created": applied.created,
@@ -206,7 +250,42 @@ def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRu
     return run
 
 
-def _store_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:
+def _full_run_records(domain: str) -> tuple[list[EngineRecord], dict[int, Member]]:
+    """The records a full run scores (as ``engine_records``) and every live record as
+    survivorship sees them, from one read of the domain."""
+    steward = SourceSystem.objects.filter(code=STEWARD_SOURCE).values_list("pk", flat=True)
+    excluded = set(steward)
+    rows = list(live_record_rows(domain=domain, columns=MEMBER_COLUMNS))
+    scored = sorted((row for row in rows if row[1] not in excluded), key=lambda row: row[0])
+    records = [EngineRecord(id=row[0], attributes=row[5]) for row in scored]
+    del scored
+    live = {member.record_id: member for member in members_from_rows(rows)}
+    return records, live
+
+
+def _records_watermark() -> int:
+    """The newest source-record history row: every write of a source record (ingest,
+    delete, a steward's correction) adds one."""
+    history: Any = SourceRecord.history.model
+    last = history.objects.order_by("-history_id").values_list("history_id", flat=True).first()
+    return int(last or 0)
+
+
+def _columns(pairs: Sequence[ScoredPair]) -> ScoredPairs:
+    """The pairs by column (an engine's own ScoredPairs as they are; no contributions
+    serialised for other engines' pairs: only the columns clustering reads are filled)."""
+    if isinstance(pairs, ScoredPairs):
+        return pairs
+    return ScoredPairs(
+        left=[p.left for p in pairs],
+        right=[p.right for p in pairs],
+        match_probability=[p.match_probability for p in pairs],
+        match_weight=[p.match_weight for p in pairs],
+        contributions_json=[""] * len(pairs),
+    )
+
+
+def _store_pairs(domain: str, model: MatchModel, pairs: Sequence[ScoredPair]) -> None:
     """Replace the domain's scored pairs with this run's (set-based).
 
     Tasks lose their pair as ``on_delete=SET_NULL`` says, in one statement; the pairs go in
@@ -214,9 +293,11 @@ def _store_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) ->
     """
     ReviewTask.objects.filter(pair__domain=domain).update(pair=None)
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {MatchPair._meta.db_table} WHERE domain = %s", [domain])  # noqa: S608
-    pairs = list(pairs)
-    _insert_pairs(domain, model, pairs)
+        cursor.execute(f"DELETE FROM {MatchPair._meta.db_table} WHERE domain = %s", [domain])  # noqa: S608  # nosec B608
+    if isinstance(pairs, ScoredPairs):
+        _insert_pair_columns(domain, model, pairs)
+    else:
+        _insert_pairs(domain, model, pairs)
     if len(pairs) >= ANALYZE_AT:  # the review-task query reads them next
         bulk.table_analyze(MatchPair)
 
@@ -249,6 +330,40 @@ def _insert_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -
                 now,
             )
             for p in pairs
+        ),
+    )
+
+
+def _insert_pair_columns(domain: str, model: MatchModel, pairs: ScoredPairs) -> None:
+    """Insert pairs given by column: their contributions JSON goes to COPY as it is."""
+    now = timezone.now()
+    contributions: Iterable[Any] = (
+        map(bulk.RawJSON, pairs.contributions_json)
+        if bulk.uses_copy()
+        else map(orjson.loads, pairs.contributions_json)
+    )
+    bulk.rows_create(
+        MatchPair,
+        (
+            "domain",
+            "model_id",
+            "left_id",
+            "right_id",
+            "match_probability",
+            "match_weight",
+            "contributions",
+            "scored_at",
+        ),
+        (
+            (domain, model.pk, left, right, probability, weight, contribution, now)
+            for left, right, probability, weight, contribution in zip(
+                pairs.left,
+                pairs.right,
+                pairs.match_probability,
+                pairs.match_weight,
+                contributions,
+                strict=True,
+            )
         ),
     )
 
@@ -337,8 +452,10 @@ def match_pending(
         ids = sorted({record_id for _, record_id in markers})
         spec, trained = _spec(domain), _trained(model)
         candidates = engine_records(domain, ids)
-        pairs = _engine_for(domain, model, engine).score_candidates(
-            spec, trained, candidates, threshold=model.lower_threshold, top=10
+        pairs = _one_per_pair(
+            _engine_for(domain, model, engine).score_candidates(
+                spec, trained, candidates, threshold=model.lower_threshold, top=10
+            )
         )
         current = dict(
             CrossReference.objects.filter(record_id__in=ids + [p.right for p in pairs]).values_list(
@@ -409,6 +526,19 @@ def match_pending(
         run.finished_at = timezone.now()
         run.save()
     return run
+
+
+def _one_per_pair(pairs: list[ScoredPair]) -> list[ScoredPair]:
+    """Each pair once: two changed records that match each other are each scored against the
+    other, and a pair is stored once (left < right)."""
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for pair in pairs:
+        key = (min(pair.left, pair.right), max(pair.left, pair.right))
+        if key not in seen:
+            seen.add(key)
+            unique.append(pair)
+    return unique
 
 
 def _upsert_pairs(

@@ -31,8 +31,8 @@ def match_model_page(request: HttpRequest, domain: str) -> HttpResponse:
     """m, u and match weight per comparison level of the active model (``?version=`` another),
     the distribution of the scored pairs' probabilities, and what thresholds ``?lower=`` and
     ``?upper=`` would do (htmx swaps the explorer as they move)."""
-    if not user_has_role(request.user, Role.VIEWER):
-        raise PermissionDenied("The match model page needs a hub role.")
+    if not user_has_role(request.user, Role.VIEWER, domain):
+        raise PermissionDenied("The match model page needs a hub role in this domain.")
     try:
         dom = get_domain(domain)
     except UnknownDomainError as exc:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
 from mdm.domains import domain_codes
@@ -13,7 +15,12 @@ from mdm.mapping import MappingError, compile_mapping
 from mdm.models import (
     AlertEvent,
     AlertRule,
+    Connector,
+    ConnectorFile,
+    ConnectorRun,
     CrossReference,
+    DomainRole,
+    ErasureRequest,
     GoldenOperation,
     GoldenRecord,
     IngestRun,
@@ -27,9 +34,24 @@ from mdm.models import (
     UserToken,
 )
 from mdm.quality import rule_spec_errors
+from mdm.roles import Role, user_has_role
+from mdm.services.access import domain_role_grant, domain_role_revoke
 from mdm.services.alerts import alert_signals
+from mdm.services.connectors import (
+    ConnectorError,
+    connector_config_check,
+    connector_pause,
+    connector_resume,
+    connector_run_request,
+    connector_upsert,
+)
 from mdm.services.quarantine import QuarantineStateError, quarantined_payload_replay
-from mdm.services.sources import source_token_issue, source_token_revoke
+from mdm.services.sources import (
+    TokenScopeError,
+    source_token_issue,
+    source_token_revoke,
+    source_token_rotate,
+)
 from mdm.services.user_tokens import user_token_revoke
 
 
@@ -42,7 +64,7 @@ class SourceSystemAdmin(SimpleHistoryAdmin):
     @admin.action(description="Issue a new API token (shown once)")
     def issue_token(self, request: HttpRequest, queryset: QuerySet[SourceSystem]) -> None:
         for system in queryset:
-            issued = source_token_issue(source_system=system, name="admin")
+            issued = source_token_issue(source_system=system, name="admin", actor=request.user)
             self.message_user(
                 request,
                 f"Token for {system.code} (copy it now, it is not shown again): {issued.secret}",
@@ -52,10 +74,48 @@ class SourceSystemAdmin(SimpleHistoryAdmin):
 
 @admin.register(SourceToken)
 class SourceTokenAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "source_system", "name", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["source_system"]
-    readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at", "revoked_at"]
-    actions = ["revoke"]
+    list_display = [
+        "prefix",
+        "source_system",
+        "name",
+        "access",
+        "domains",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["source_system", "access"]
+    # Scopes are fixed at issue (a new scope is a new token); only the name may change here.
+    readonly_fields = [
+        "source_system",
+        "prefix",
+        "secret_hash",
+        "domains",
+        "access",
+        "expires_at",
+        "rotated_from",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    actions = ["revoke", "rotate"]
+
+    @admin.action(description="Rotate: issue a successor; the old token stays valid 24 hours")
+    def rotate(self, request: HttpRequest, queryset: QuerySet[SourceToken]) -> None:
+        until = timezone.now() + timedelta(hours=24)
+        for token in queryset:
+            try:
+                issued = source_token_rotate(token=token, old_valid_until=until, actor=request.user)
+            except TokenScopeError as exc:
+                self.message_user(request, f"{token.prefix}: {exc}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"New token for {token.source_system.code} (copy it now, it is not shown "
+                f"again; {token.prefix} works until {until:%Y-%m-%d %H:%M %Z}): {issued.secret}",
+                messages.WARNING,
+            )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tokens are issued from the source system page (action) or `issue_token`
@@ -63,7 +123,7 @@ class SourceTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[SourceToken]) -> None:
         for token in queryset:
-            source_token_revoke(token=token)
+            source_token_revoke(token=token, actor=request.user)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
 
 
@@ -234,8 +294,24 @@ class GoldenOperationAdmin(admin.ModelAdmin):
 
 @admin.register(UserToken)
 class UserTokenAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "prefix",
+        "user",
+        "name",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    readonly_fields = [
+        "user",
+        "prefix",
+        "secret_hash",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -244,8 +320,50 @@ class UserTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[UserToken]) -> None:
         for token in queryset:
-            user_token_revoke(token=token)
+            user_token_revoke(token=token, actor=request.user)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+class DomainRoleForm(forms.ModelForm):
+    domain = forms.ChoiceField(choices=[])
+
+    class Meta:
+        model = DomainRole
+        fields = ["user", "domain", "role"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].choices = [(c, c) for c in domain_codes()]  # type: ignore[attr-defined]
+
+
+@admin.register(DomainRole)
+class DomainRoleAdmin(SimpleHistoryAdmin):
+    """Per-domain roles (steward of supplier only); global roles are the user's groups."""
+
+    form = DomainRoleForm
+    list_display = ["user", "domain", "role", "created_at"]
+    list_filter = ["domain", "role"]
+    search_fields = ["user__username"]
+
+    def save_model(self, request: HttpRequest, obj: DomainRole, form: Any, change: bool) -> None:
+        if change and ("user" in form.changed_data or "domain" in form.changed_data):
+            original = DomainRole.objects.get(pk=obj.pk) if obj.pk else None
+            if original is not None:
+                domain_role_revoke(user=original.user, domain=original.domain, actor=request.user)
+        grant, _ = domain_role_grant(
+            user=obj.user,
+            domain=obj.domain,
+            role=DomainRole.Role(obj.role).label,
+            actor=request.user,
+        )
+        obj.pk = grant.pk
+
+    def delete_model(self, request: HttpRequest, obj: DomainRole) -> None:
+        domain_role_revoke(user=obj.user, domain=obj.domain, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[DomainRole]) -> None:
+        for grant in queryset:
+            domain_role_revoke(user=grant.user, domain=grant.domain, actor=request.user)
 
 
 class QualityRuleForm(forms.ModelForm):
@@ -375,6 +493,238 @@ class AlertRuleAdmin(SimpleHistoryAdmin):
 class AlertEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "alert", "kind", "value", "threshold", "delivered", "error"]
     list_filter = ["kind", "delivered"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(admin.ModelAdmin):
+    """Read-only tombstones: an erasure is filed from the golden page, the API or
+    ``manage.py erase_person``, never edited."""
+
+    list_display = ["id", "domain", "golden_id", "reference", "requested_by", "erased_at"]
+    list_filter = ["domain"]
+    search_fields = ["golden_id", "reference"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in ErasureRequest._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class _AdminRoleOnly:
+    """Connector pages are for the admin role (they hold credentials and reach sources)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return user_has_role(request.user, Role.ADMIN)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return user_has_role(request.user, Role.ADMIN)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return user_has_role(request.user, Role.ADMIN)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return user_has_role(request.user, Role.ADMIN)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return user_has_role(request.user, Role.ADMIN)
+
+
+class ConnectorForm(forms.ModelForm):
+    domain = forms.ChoiceField(choices=[])
+    secret = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The database password or the HTTP token. Write-only: it is stored "
+        "encrypted and never shown; leave empty to keep the stored one.",
+    )
+    clear_secret = forms.BooleanField(required=False, help_text="Remove the stored secret.")
+
+    class Meta:
+        model = Connector
+        fields = [
+            "name",
+            "kind",
+            "source_system",
+            "domain",
+            "mapping",
+            "config",
+            "interval_seconds",
+            "cron",
+            "batch_size",
+            "is_paused",
+        ]
+        help_texts = {
+            "config": "The kind's settings as JSON (see docs/connectors.md), e.g. "
+            '{"url": "mysql://reader@erp-db:3306/erp", "table": "customers", '
+            '"key_column": "id", "watermark_column": "updated_at", '
+            '"delete_detection": "soft_delete"}',
+            "cron": "Five fields: minute hour day-of-month month day-of-week, e.g. */15 * * * *",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].choices = [(c, c) for c in domain_codes()]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        secret = "" if data.get("clear_secret") else (data.get("secret") or None)
+        try:
+            config, secret = connector_config_check(
+                kind=data["kind"],
+                source_system=data["source_system"],
+                domain=data["domain"],
+                mapping=data.get("mapping"),
+                config=data.get("config") or {},
+                secret=secret,
+                interval_seconds=data.get("interval_seconds"),
+                cron=data.get("cron") or "",
+                batch_size=data.get("batch_size") or 5000,
+            )
+        except ConnectorError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        data["config"], data["secret"] = config, secret
+        return data
+
+
+@admin.register(Connector)
+class ConnectorAdmin(_AdminRoleOnly, SimpleHistoryAdmin):
+    form = ConnectorForm
+    list_display = [
+        "name",
+        "kind",
+        "source_system",
+        "domain",
+        "is_paused",
+        "schedule",
+        "next_run_at",
+        "last_run",
+        "running",
+    ]
+    list_filter = ["kind", "is_paused", "source_system", "domain"]
+    search_fields = ["name"]
+    readonly_fields = [
+        "secret_stored",
+        "watermark",
+        "last_full_compare_at",
+        "next_run_at",
+        "current_run",
+        "lease_until",
+    ]
+    actions = ["run_now", "pause", "resume"]
+
+    @admin.display(description="secret")
+    def secret_stored(self, obj: Connector) -> str:
+        return "stored (encrypted)" if obj.has_secret else "none"
+
+    @admin.display(description="schedule")
+    def schedule(self, obj: Connector) -> str:
+        if obj.interval_seconds:
+            return f"every {obj.interval_seconds} s"
+        return obj.cron or "on demand"
+
+    @admin.display(description="last run")
+    def last_run(self, obj: Connector) -> str:
+        run = obj.runs.first()
+        return f"{run.status} at {run.started_at:%Y-%m-%d %H:%M}" if run else "-"
+
+    @admin.display(boolean=True)
+    def running(self, obj: Connector) -> bool:
+        return obj.current_run_id is not None
+
+    def save_model(self, request: HttpRequest, obj: Connector, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        saved, _ = connector_upsert(
+            name=data["name"],
+            kind=data["kind"],
+            source_system=data["source_system"],
+            domain=data["domain"],
+            mapping=data.get("mapping"),
+            config=data["config"],
+            secret=data["secret"],
+            interval_seconds=data.get("interval_seconds"),
+            cron=data.get("cron") or "",
+            batch_size=data.get("batch_size") or 5000,
+            is_paused=data.get("is_paused", False),
+            user=request.user,
+        )
+        obj.pk = saved.pk
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # no related objects; the service saved everything
+
+    @admin.action(description="Run now")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Connector]) -> None:
+        for connector in queryset:
+            try:
+                connector_run_request(connector=connector, user=request.user)
+            except ConnectorError as exc:
+                self.message_user(request, f"{connector.name}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{connector.name}: run queued")
+
+    @admin.action(description="Pause the schedule")
+    def pause(self, request: HttpRequest, queryset: QuerySet[Connector]) -> None:
+        for connector in queryset:
+            connector_pause(connector=connector, user=request.user)
+        self.message_user(request, f"paused {queryset.count()} connector(s)")
+
+    @admin.action(description="Resume the schedule")
+    def resume(self, request: HttpRequest, queryset: QuerySet[Connector]) -> None:
+        for connector in queryset:
+            connector_resume(connector=connector, user=request.user)
+        self.message_user(request, f"resumed {queryset.count()} connector(s)")
+
+
+@admin.register(ConnectorRun)
+class ConnectorRunAdmin(_AdminRoleOnly, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "connector",
+        "trigger",
+        "status",
+        "started_at",
+        "finished_at",
+        "read_count",
+        "created_count",
+        "updated_count",
+        "unchanged_count",
+        "quarantined_count",
+        "deleted_count",
+        "watermark_before",
+        "watermark_after",
+    ]
+    list_filter = ["status", "trigger", "connector"]
+    readonly_fields = [f.name for f in ConnectorRun._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ConnectorFile)
+class ConnectorFileAdmin(_AdminRoleOnly, admin.ModelAdmin):
+    list_display = ["name", "connector", "status", "read_count", "processed_at", "run", "error"]
+    list_filter = ["status", "connector"]
+    search_fields = ["name", "content_hash"]
+    readonly_fields = [f.name for f in ConnectorFile._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

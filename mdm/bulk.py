@@ -96,8 +96,11 @@ def table_analyze(*models: type[Model]) -> None:
 
 
 def records_analyze() -> None:
-    """Refresh the planner's statistics of the records table after a bulk write."""
-    table_analyze(SourceRecord)
+    """Refresh the planner's statistics of the records table (and the references written
+    with the records) after a bulk write."""
+    from mdm.models import SourceReference
+
+    table_analyze(SourceRecord, SourceReference)
 
 
 def _use_copy() -> bool:
@@ -175,7 +178,7 @@ def records_update(
         if col not in ("source_system_id", "domain", "source_key")
     )
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} t SET {sets} FROM _aurum_upd u WHERE t.id = u.id")  # noqa: S608
+        cursor.execute(f"UPDATE {table} t SET {sets} FROM _aurum_upd u WHERE t.id = u.id")  # noqa: S608  # nosec B608
         cursor.execute("TRUNCATE _aurum_upd")
     _copy_history(rows, "~", history_date, reason, user)
 
@@ -204,7 +207,15 @@ def changes_create(changes: Sequence[tuple[int, str]], *, domain: str, when: dat
             copy.write_row((pk, domain, kind, when))
 
 
+class RawJSON(str):
+    """JSON text that COPY writes as it is (already serialised, e.g. by the match engine)."""
+
+    __slots__ = ()
+
+
 def _json(value: Any) -> str:
+    if type(value) is RawJSON:
+        return str.__str__(value)
     return orjson.dumps(value).decode()
 
 
@@ -397,7 +408,7 @@ def rows_create_with_history(
         # WITH ORDINALITY keeps the history ids in the order of ``rows``.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {history._meta.db_table} ({', '.join(history_columns)}) "  # noqa: S608
+                f"INSERT INTO {history._meta.db_table} ({', '.join(history_columns)}) "  # noqa: S608  # nosec B608
                 f"SELECT {', '.join(f't.{c}' for c in tracked)}, %s, %s, '+', %s "
                 f"FROM unnest(%s::{pk.db_type(connection)}[]) WITH ORDINALITY AS k(pk, n) "
                 f"JOIN {table} t ON t.{pk.column} = k.pk ORDER BY k.n",
@@ -455,7 +466,7 @@ def rows_update_with_history(
     temp = f"_aurum_upd_{table}"
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS "  # noqa: S608
+            f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS "  # noqa: S608  # nosec B608
             f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
         )
         _copy_rows(model, temp, columns, rows)
@@ -472,7 +483,7 @@ def rows_update_with_history(
         ]
         # Model and column names come from the models, never from input.
         cursor.execute(
-            f"WITH changed AS (UPDATE {table} t SET {sets} FROM {temp} u "  # noqa: S608
+            f"WITH changed AS (UPDATE {table} t SET {sets} FROM {temp} u "  # noqa: S608  # nosec B608
             f"WHERE t.{pk.column} = u.{pk.attname} RETURNING {returning}) "
             f"INSERT INTO {history._meta.db_table} ({', '.join(history_columns)}) "
             f"SELECT {', '.join(tracked)}, %s, %s, '~', %s FROM changed",

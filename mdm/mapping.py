@@ -35,11 +35,13 @@ SPEC_KEYS = {
     "updated_at",
     "deleted",
     "attributes",
+    "references",
     "description",
 }
 ATTRIBUTE_KEYS = {"field", "template", "const", "format", "map", "strict", "default", "split"}
 FILE_FORMATS = ("csv", "json", "jsonl", "parquet")
-IDENTITY_META = ("source_key", "source_updated_at", "deleted")
+IDENTITY_META = ("source_key", "source_updated_at", "deleted", "references")
+REFERENCE_KEYS = {"field", "template", "split"}
 _WS = re.compile(r"\s+")
 _MISSING = object()
 
@@ -63,6 +65,8 @@ class RowMeta:
     source_updated_at: datetime | None
     deleted: bool
     errors: tuple[FieldError, ...] = ()
+    # (relationship type, source key of the target in the same source system), sorted.
+    references: tuple[tuple[str, str], ...] = ()
 
 
 def _empty(value: Any) -> bool:
@@ -183,6 +187,39 @@ class _AttributeRule:
     convert: Callable[[Any], Any] | None
 
 
+@dataclass(frozen=True, slots=True)
+class _ReferenceRule:
+    code: str
+    read: Callable[[Mapping[str, Any]], Any]
+    split: str | None
+
+
+def _compile_reference(domain: Domain, code: str, raw_spec: Any) -> _ReferenceRule:
+    where = f"references.{code}"
+    try:
+        rel = domain.relationship(code)
+    except KeyError as exc:
+        raise MappingError(f"{where}: {exc.args[0]}") from None
+    spec: dict[str, Any] = {"field": raw_spec} if isinstance(raw_spec, str) else raw_spec
+    if not isinstance(spec, dict):
+        raise MappingError(f"{where}: expected a field name or a table")
+    unknown = set(spec) - REFERENCE_KEYS
+    if unknown:
+        raise MappingError(
+            f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(REFERENCE_KEYS)}"
+        )
+    if len([k for k in ("field", "template") if k in spec]) != 1:
+        raise MappingError(f"{where}: give exactly one of 'field' or 'template'")
+    split = spec.get("split")
+    if split is not None:
+        if not isinstance(split, str) or not split:
+            raise MappingError(f"{where}: 'split' must be a non-empty string")
+        if rel.cardinality == "one":
+            raise MappingError(f"{where}: 'split' needs a relationship of cardinality 'many'")
+    read = _getter(spec["field"]) if "field" in spec else _template(str(spec["template"]), where)
+    return _ReferenceRule(rel.code, read, split)
+
+
 @dataclass(frozen=True)
 class CompiledMapping:
     """A mapping ready to apply to rows."""
@@ -201,6 +238,12 @@ class CompiledMapping:
     _updated_formats: tuple[str, ...] = field(repr=False)
     _deleted: Callable[[Mapping[str, Any]], bool] | None = field(repr=False)
     _rules: tuple[_AttributeRule, ...] = field(repr=False)
+    _references: tuple[_ReferenceRule, ...] = field(default=(), repr=False)
+
+    @property
+    def has_references(self) -> bool:
+        """Whether rows of this mapping can carry references (the identity mapping can)."""
+        return self.identity or bool(self._references)
 
     def meta(self, row: Mapping[str, Any]) -> RowMeta:
         """Source key, source-updated time and tombstone flag of a row."""
@@ -223,7 +266,78 @@ class CompiledMapping:
                 except ValueError as exc:
                     errors.append(FieldError("source_updated_at", str(exc)))
         deleted = bool(self._deleted(row)) if self._deleted is not None else False
-        return RowMeta(key, updated, deleted, tuple(errors))
+        references: tuple[tuple[str, str], ...] = ()
+        if self.has_references:
+            references = self._read_references(row, key, errors)
+        return RowMeta(key, updated, deleted, tuple(errors), references)
+
+    def _read_references(
+        self, row: Mapping[str, Any], key: str | None, errors: list[FieldError]
+    ) -> tuple[tuple[str, str], ...]:
+        found: set[tuple[str, str]] = set()
+        if self.identity:
+            given = row.get("references")
+            if _empty(given):
+                return ()
+            if not isinstance(given, Mapping):
+                errors.append(
+                    FieldError(
+                        "references",
+                        "references must be an object of relationship type -> source key "
+                        '(or a list of keys), e.g. {"child_of": "ACME-1"}',
+                    )
+                )
+                return ()
+            items: list[tuple[str, Any]] = []
+            for code, value in given.items():
+                try:
+                    rel = self.domain.relationship(str(code))
+                except KeyError as exc:
+                    errors.append(FieldError(f"references.{code}", str(exc.args[0])))
+                    continue
+                values = value if isinstance(value, list) else [value]
+                if rel.cardinality == "one" and len([v for v in values if not _empty(v)]) > 1:
+                    errors.append(
+                        FieldError(
+                            f"references.{code}",
+                            f"{code} takes one target (cardinality one), not {len(values)}",
+                        )
+                    )
+                    continue
+                items.extend((rel.code, v) for v in values)
+        else:
+            items = []
+            for rule in self._references:
+                value = rule.read(row)
+                if rule.split and isinstance(value, str):
+                    items.extend((rule.code, part) for part in value.split(rule.split))
+                else:
+                    items.append((rule.code, value))
+        for code, value in items:
+            if _empty(value) or isinstance(value, (dict, list)):
+                if isinstance(value, (dict, list)) and value:
+                    errors.append(
+                        FieldError(f"references.{code}", f"{value!r} is not a source key")
+                    )
+                continue
+            target = str(value).strip()
+            if not target:
+                continue
+            if len(target) > 255:
+                errors.append(
+                    FieldError(f"references.{code}", "referenced key is longer than 255 characters")
+                )
+            elif target == key:
+                errors.append(
+                    FieldError(
+                        f"references.{code}",
+                        f"the record references itself ({code} {target!r}); "
+                        "a record cannot be its own target",
+                    )
+                )
+            else:
+                found.add((code, target))
+        return tuple(sorted(found))
 
     def map_attributes(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
         """The row's values under the domain's attribute names (not yet normalised)."""
@@ -471,6 +585,10 @@ def compile_mapping(spec: Mapping[str, Any], *, domain: str | None = None) -> Co
     if not isinstance(attrs, dict) or not attrs:
         raise MappingError("[attributes] must map at least one attribute")
     rules = tuple(_compile_rule(dom, name, rule) for name, rule in attrs.items())
+    refs = spec.get("references", {})
+    if not isinstance(refs, dict):
+        raise MappingError("[references] must map relationship types to source fields")
+    references = tuple(_compile_reference(dom, code, rule) for code, rule in refs.items())
     return CompiledMapping(
         domain=dom,
         spec=spec,
@@ -486,6 +604,7 @@ def compile_mapping(spec: Mapping[str, Any], *, domain: str | None = None) -> Co
         _updated_formats=updated_formats,
         _deleted=deleted,
         _rules=rules,
+        _references=references,
     )
 
 

@@ -16,6 +16,7 @@ class Channel(models.TextChoices):
     API = "api", "API"
     FILE = "file", "File"
     REPLAY = "replay", "Quarantine replay"
+    CONNECTOR = "connector", "Connector"
 
 
 # The hub's own source: a steward's correction of a golden attribute is a record of it.
@@ -41,16 +42,40 @@ class SourceSystem(models.Model):
         return self.code
 
 
+class TokenAccess(models.TextChoices):
+    """What a source system's token may do: read (GET, search, feed) and/or write (push,
+    delete)."""
+
+    READ = "read", "Read only"
+    WRITE = "write", "Write only"
+    READ_WRITE = "read-write", "Read and write"
+
+
 class SourceToken(models.Model):
-    """An API token of a source system.  Only a SHA-256 of the secret is stored."""
+    """An API token of a source system.  Only a SHA-256 of the secret is stored.
+
+    Scopes: ``domains`` lists the domains the token may touch; empty means the source
+    system's domains (those it has a registered mapping for; every domain when it has no
+    mapping).  ``access`` says read and/or write.  A token stops working when revoked or
+    once ``expires_at`` has passed (rotation sets it on the old token).
+    """
 
     source_system = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="tokens")
     name = models.CharField(max_length=100, default="default")
     prefix = models.CharField(max_length=16, unique=True)
     secret_hash = models.CharField(max_length=64)
+    domains = models.JSONField(default=list, blank=True)
+    access = models.CharField(
+        max_length=10, choices=TokenAccess.choices, default=TokenAccess.READ_WRITE
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The token this one replaced by rotation (the old one stays valid until its expiry).
+    rotated_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rotated_to"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -60,7 +85,19 @@ class SourceToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        from django.utils import timezone
+
+        return self.revoked_at is None and (
+            self.expires_at is None or self.expires_at > timezone.now()
+        )
+
+    @property
+    def can_read(self) -> bool:
+        return self.access in (TokenAccess.READ, TokenAccess.READ_WRITE)
+
+    @property
+    def can_write(self) -> bool:
+        return self.access in (TokenAccess.WRITE, TokenAccess.READ_WRITE)
 
 
 class SourceMapping(models.Model):
@@ -438,6 +475,7 @@ class UserToken(models.Model):
     name = models.CharField(max_length=100, default="default")
     prefix = models.CharField(max_length=16, unique=True)
     secret_hash = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -450,7 +488,41 @@ class UserToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        from django.utils import timezone
+
+        return self.revoked_at is None and (
+            self.expires_at is None or self.expires_at > timezone.now()
+        )
+
+
+class DomainRole(models.Model):
+    """A hub user's role in one domain (steward of ``supplier`` only).
+
+    The global groups (viewer, steward, admin) still mean "in every domain"; a grant adds a
+    role in its domain on top of them (see ``mdm.roles``).
+    """
+
+    class Role(models.IntegerChoices):
+        VIEWER = 1, "viewer"
+        STEWARD = 2, "steward"
+        ADMIN = 3, "admin"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="aurum_domain_roles"
+    )
+    domain = models.CharField(max_length=50)
+    role = models.PositiveSmallIntegerField(choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["user_id", "domain"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "domain"], name="uniq_domain_role"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.get_role_display()}@{self.domain}"
 
 
 class QualityRule(models.Model):
@@ -621,3 +693,240 @@ class AlertEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alert_id} {self.kind} at {self.value}"
+
+
+class ErasureRequest(models.Model):
+    """A person's right to erasure, carried out: the minimal tombstone the hub keeps.
+
+    Holds the golden id, when it was erased, who asked and how many rows each table lost;
+    never the person's data (a request by source key stores only the golden id it found).
+    """
+
+    domain = models.CharField(max_length=50)
+    golden_id = models.BigIntegerField(unique=True)
+    # The admin's case or ticket number (free text is not kept: it could name the person).
+    reference = models.CharField(max_length=100, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    erased_at = models.DateTimeField()
+    counts = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"erasure {self.pk}: {self.domain} golden {self.golden_id}"
+
+
+class SourceReference(models.Model):
+    """A source record naming another record of its own source system by its source key.
+
+    Written with the record by ingestion (the mapping's ``[references]``), replaced whenever
+    the record changes.  It is resolved to golden records through the cross-reference; until
+    the target record arrives (and is matched) it is held here, unresolved.
+    """
+
+    record = models.ForeignKey(SourceRecord, on_delete=models.CASCADE, related_name="references")
+    rel_type = models.CharField(max_length=50)
+    # Denormalised from the record: the target is (source_system, target_domain, target_key).
+    source_system = models.ForeignKey(
+        SourceSystem, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    target_domain = models.CharField(max_length=50)
+    target_key = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["record", "rel_type", "target_key"], name="uniq_source_reference"
+            )
+        ]
+        # Resolving a late target finds the references waiting for its key.
+        indexes = [models.Index(fields=["source_system", "target_domain", "target_key"])]
+
+    def __str__(self) -> str:
+        return f"record {self.record_id} {self.rel_type} {self.target_key!r}"
+
+
+class GoldenRelationship(models.Model):
+    """A link between two golden records (``from_golden`` ``rel_type`` ``to_golden``).
+
+    ``origin`` "source" links are derived from the members' source references and follow
+    every merge, split and undo; a steward's link (added, ended or re-parented by hand) is
+    ``steward_locked``: derivation leaves it alone, only re-pointing it when a golden record
+    it names is merged away.  ``provenance`` says which source record won and which lost.
+    Every change bumps ``version`` and writes a history row, from which a database trigger
+    writes a ``relationship`` change event.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        ENDED = "ended"
+        # Derived from the sources but not applied: it would close a cycle in a hierarchy.
+        HELD = "held", "Held (would close a cycle)"
+
+    class Origin(models.TextChoices):
+        SOURCE = "source"
+        STEWARD = "steward"
+
+    domain = models.CharField(max_length=50)
+    rel_type = models.CharField(max_length=50)
+    from_golden = models.ForeignKey(
+        GoldenRecord, on_delete=models.PROTECT, related_name="relationships_out"
+    )
+    to_golden = models.ForeignKey(
+        GoldenRecord, on_delete=models.PROTECT, related_name="relationships_in"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.SOURCE)
+    steward_locked = models.BooleanField(default=False)
+    provenance = models.JSONField(default=dict, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rel_type", "from_golden", "to_golden"],
+                condition=models.Q(status="active"),
+                name="uniq_active_relationship",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["from_golden", "rel_type", "status"]),
+            models.Index(fields=["to_golden", "rel_type", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_golden_id} {self.rel_type} {self.to_golden_id} ({self.status})"
+
+
+class Connector(models.Model):
+    """A scheduled pull of one source system's changes for one domain (see mdm.connectors).
+
+    ``config`` holds the kind's settings (never a secret); the secret (a database password or
+    an HTTP token) is ``secret_encrypted`` (Fernet), written through the services and never
+    shown back.  ``watermark`` advances only when a run commits.  ``current_run`` and
+    ``lease_until`` are the claim of the running run: a new run is refused while the lease
+    holds, and a run whose process died is taken over once its lease has expired.
+    """
+
+    class Kind(models.TextChoices):
+        DATABASE = "database", "Database table or query"
+        FILE_DROP = "file_drop", "File drop folder"
+        HTTP = "http", "HTTP JSON endpoint"
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    source_system = models.ForeignKey(
+        SourceSystem, on_delete=models.PROTECT, related_name="connectors"
+    )
+    domain = models.CharField(max_length=50)
+    mapping = models.ForeignKey(SourceMapping, null=True, blank=True, on_delete=models.PROTECT)
+    config = models.JSONField(default=dict, blank=True)
+    secret_encrypted = models.TextField(blank=True)
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True)
+    cron = models.CharField(max_length=100, blank=True)
+    batch_size = models.PositiveIntegerField(default=5000)
+    is_paused = models.BooleanField(default=False)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    watermark = models.JSONField(null=True, blank=True)
+    last_full_compare_at = models.DateTimeField(null=True, blank=True)
+    current_run = models.ForeignKey(
+        "ConnectorRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(
+        get_user=history_user,
+        excluded_fields=["secret_encrypted", "next_run_at", "current_run", "lease_until"],
+    )
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["is_paused", "next_run_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_encrypted)
+
+
+class ConnectorRun(models.Model):
+    """One run of a connector: its counts, the watermark before and after, and errors."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        PARTIAL = "partial", "Succeeded with rejects"
+        FAILED = "failed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    ingest_run = models.ForeignKey(IngestRun, null=True, blank=True, on_delete=models.SET_NULL)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    read_count = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    quarantined_count = models.PositiveIntegerField(default=0)
+    deleted_count = models.PositiveIntegerField(default=0)
+    stale_count = models.PositiveIntegerField(default=0)
+    files_count = models.PositiveIntegerField(default=0)
+    full_compare = models.BooleanField(default=False)
+    watermark_before = models.JSONField(null=True, blank=True)
+    watermark_after = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["connector", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.connector_id} run {self.pk} {self.status}"
+
+
+class ConnectorFile(models.Model):
+    """A file a file-drop connector processed: each (name, content hash) is processed once."""
+
+    class Status(models.TextChoices):
+        DONE = "done"
+        FAILED = "failed"
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=500)
+    content_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    run = models.ForeignKey(ConnectorRun, null=True, blank=True, on_delete=models.SET_NULL)
+    read_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    processed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connector", "name", "content_hash"], name="uniq_connector_file"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector_id}:{self.name}"

@@ -6,7 +6,8 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -62,17 +63,28 @@ def source_records_visible(
     return qs
 
 
-def ingest_runs_visible(*, source_system: SourceSystem | None) -> QuerySet[IngestRun]:
+def ingest_runs_visible(
+    *, source_system: SourceSystem | None, domains: frozenset[str] | None = None
+) -> QuerySet[IngestRun]:
+    """Runs a caller may read: a source system's own; a user's in ``domains`` (None: all)."""
     qs = IngestRun.objects.select_related("source_system")
     if source_system is not None:
         qs = qs.filter(source_system=source_system)
+    if domains is not None:
+        qs = qs.filter(domain__in=sorted(domains))
     return qs
 
 
-def quarantine_visible(*, source_system: SourceSystem | None) -> QuerySet[QuarantinedPayload]:
+def quarantine_visible(
+    *, source_system: SourceSystem | None, domains: frozenset[str] | None = None
+) -> QuerySet[QuarantinedPayload]:
+    """Quarantined payloads a caller may read: a source system's own; a user's in
+    ``domains`` (None: all)."""
     qs = QuarantinedPayload.objects.select_related("source_system")
     if source_system is not None:
         qs = qs.filter(source_system=source_system)
+    if domains is not None:
+        qs = qs.filter(domain__in=sorted(domains))
     return qs
 
 
@@ -353,7 +365,7 @@ def live_record_rows(
     fields: dict[str, Any] = {f.attname: f for f in SourceRecord._meta.concrete_fields}
     json_at = [i for i, c in enumerate(columns) if fields[c].get_internal_type() == "JSONField"]
     sql = (
-        f"SELECT {', '.join(fields[c].column for c in columns)} "  # noqa: S608
+        f"SELECT {', '.join(fields[c].column for c in columns)} "  # noqa: S608  # nosec B608
         f"FROM {SourceRecord._meta.db_table} WHERE domain = %s AND NOT is_deleted"
     )
     params: list[Any] = [domain]
@@ -528,3 +540,80 @@ def quality_issues_open(
     return issues.select_related("rule", "record", "source_system").order_by(
         "-first_seen_at", "-id"
     )
+
+
+GOLDEN_READ_FIELDS = ("id", "domain", "status", "version", "attributes", "provenance")
+MEMBER_READ_FIELDS = ("record_id", "source", "source_key", "is_deleted", "linked_by", "linked_at")
+
+
+@lru_cache(maxsize=1)
+def _golden_read_sql() -> str:
+    """The golden record and its members in one statement (portable SQL, built once: the ORM
+    spent longer compiling this query than the database spent answering it)."""
+    golden, xref = GoldenRecord._meta.db_table, CrossReference._meta.db_table
+    record, system = SourceRecord._meta.db_table, SourceSystem._meta.db_table
+    return (
+        "SELECT g.id, g.domain, g.status, g.version, g.attributes, g.provenance,"  # noqa: S608  # nosec B608
+        " g.survivor_id, g.created_at, g.updated_at,"
+        " x.record_id, s.code, r.source_key, r.is_deleted, x.linked_by, x.linked_at"
+        f" FROM {golden} g LEFT JOIN {xref} x ON x.golden_id = g.id"
+        f" LEFT JOIN {record} r ON r.id = x.record_id"
+        f" LEFT JOIN {system} s ON s.id = r.source_system_id"
+        " WHERE g.id = %s AND g.domain = %s ORDER BY x.record_id"
+    )
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _aware(value: Any) -> datetime | None:
+    """A timestamp as the ORM gives it (SQLite hands raw SQL text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def golden_record_read(*, domain: str, pk: int) -> dict[str, Any] | None:
+    """The golden record ``pk`` of ``domain`` as the API shows it, or None.
+
+    A retired id answers with its survivor (and ``retired_id``). One query per record read:
+    the golden record's columns and its members' (source system code, key, deleted flag,
+    link) joined, ordered by record id; no source record payloads are read. The hot path of
+    ``GET /api/v1/<domain>/golden/<id>``.
+    """
+    requested = pk
+    seen: set[int] = set()
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(_golden_read_sql(), [pk, domain])
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        first = rows[0]
+        survivor = first[6]
+        if first[2] == GoldenRecord.Status.RETIRED and survivor and survivor not in seen:
+            seen.add(pk)
+            pk = survivor
+            continue
+        break
+    golden: dict[str, Any] = dict(zip(GOLDEN_READ_FIELDS, first[:6], strict=True))
+    golden["attributes"], golden["provenance"] = _json(first[4]), _json(first[5])
+    golden["members"] = [
+        {
+            "record_id": row[9],
+            "source": row[10],
+            "source_key": row[11],
+            "is_deleted": bool(row[12]),
+            "linked_by": row[13],
+            "linked_at": _aware(row[14]),
+        }
+        for row in rows
+        if row[9] is not None
+    ]
+    golden["created_at"], golden["updated_at"] = _aware(first[7]), _aware(first[8])
+    if pk != requested:
+        golden["retired_id"] = requested
+    return golden

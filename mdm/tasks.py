@@ -15,6 +15,14 @@ def purge_idempotency_keys(max_age_hours: int | None = None) -> int:
     return idempotency_keys_purge(max_age_hours=max_age_hours)
 
 
+@shared_task(name="mdm.purge_history")
+def purge_history() -> int:
+    """Apply the retention policy (AURUM_RETENTION_DAYS).  Safe to repeat."""
+    from mdm.services.retention import history_purge
+
+    return sum(history_purge(dry_run=False, actor="beat: purge_history").values())
+
+
 @shared_task(name="mdm.survivorship_recompute")
 def survivorship_recompute(job_id: int) -> str:
     """Recompute a domain's golden records for a survivorship job.  Safe to run twice."""
@@ -53,3 +61,28 @@ def alerts_evaluate() -> int:
     from mdm.services.alerts import alerts_evaluate as evaluate
 
     return len(evaluate())
+
+
+@shared_task(name="mdm.connectors_schedule")
+def connectors_schedule() -> int:
+    """Queue the connectors whose scheduled time has come (beat, every 15 s).  Safe to run
+    twice: the next run time moves with a compare-and-swap."""
+    from mdm.services.connectors import connectors_schedule_due
+
+    return len(connectors_schedule_due())
+
+
+@shared_task(name="mdm.connector_run")
+def connector_run(connector_id: int, trigger: str = "schedule", user_id: int | None = None) -> str:
+    """Run one connector.  Safe to run twice: a second copy is refused while the first holds
+    the connector, and a repeated window is found unchanged."""
+    from django.contrib.auth import get_user_model
+
+    from mdm.services.connectors import ConnectorBusyError, ConnectorPausedError
+    from mdm.services.connectors import connector_run as run_connector
+
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    try:
+        return run_connector(connector_id=connector_id, trigger=trigger, user=user).status
+    except (ConnectorBusyError, ConnectorPausedError) as exc:
+        return f"refused: {exc}"

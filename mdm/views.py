@@ -43,8 +43,8 @@ JOB = "mdm/_survivorship_job.html"
 
 
 def _admin_domain(request: HttpRequest, domain: str) -> Domain:
-    if not user_has_role(request.user, Role.ADMIN):
-        raise PermissionDenied("The survivorship rules page needs the admin role.")
+    if not user_has_role(request.user, Role.ADMIN, domain):
+        raise PermissionDenied("The survivorship rules page needs the admin role in this domain.")
     try:
         return get_domain(domain)
     except UnknownDomainError as exc:
@@ -164,8 +164,8 @@ def quality_page(request: HttpRequest, domain: str) -> HttpResponse:
     per dimension, their trend, the worst attributes, sources and rules, and the records
     failing now (``?rule=``, ``?attribute=``, ``?page=``).  Any hub role may read it; PII in
     the failure messages is masked for viewers."""
-    if not user_has_role(request.user, Role.VIEWER):
-        raise PermissionDenied("The data-quality page needs a hub role.")
+    if not user_has_role(request.user, Role.VIEWER, domain):
+        raise PermissionDenied("The data-quality page needs a hub role in this domain.")
     try:
         dom = get_domain(domain)
     except UnknownDomainError as exc:

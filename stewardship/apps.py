@@ -7,6 +7,10 @@ class StewardshipConfig(AppConfig):
     name = "stewardship"
 
     def ready(self) -> None:
+        from mdm.erasure import erasure_hook_register
+        from stewardship.erasure import erase
+
+        erasure_hook_register("stewardship", erase)
         # mdm imports no other app: it hands failing records to whoever registered.
         from mdm.services.quality import (
             quality_task_closer_register,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +13,10 @@ from django.db.models import Count, F, Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.utils import timezone
 
+from mdm import masking
 from mdm.domains import UnknownDomainError, get_domain
+from mdm.domains.base import Attribute
+from mdm.masking import HIDDEN
 from mdm.models import (
     CrossReference,
     GoldenOperation,
@@ -20,7 +24,7 @@ from mdm.models import (
     QuarantinedPayload,
     SourceRecord,
 )
-from mdm.roles import Role, user_has_role
+from mdm.roles import Role, user_domains, user_has_role
 from stewardship.models import ReviewTask, TaskEvent
 
 # Sort keys: (field, descending).  Nulls (a due time not stamped yet) always sort last.
@@ -101,10 +105,14 @@ class QueueFilters:
 
 
 def review_tasks_visible(*, user: Any) -> QuerySet[ReviewTask]:
-    """Tasks a hub user may see: every role (viewer and up) reads every queue."""
+    """Tasks a hub user may see: those of the domains where it has a role (viewer and up;
+    a global role reads every queue)."""
     if not user_has_role(user, Role.VIEWER):
         return ReviewTask.objects.none()
-    return ReviewTask.objects.all()
+    domains = user_domains(user, Role.VIEWER)
+    if domains is None:
+        return ReviewTask.objects.all()
+    return ReviewTask.objects.filter(domain__in=sorted(domains))
 
 
 def review_tasks_queue(*, user: Any, filters: QueueFilters) -> QuerySet[ReviewTask]:
@@ -141,34 +149,28 @@ class RecordSummary:
     golden_id: int | None
 
 
-MASK = "•••"
+MASK = HIDDEN
 
 
 def sees_pii(user: Any) -> bool:
     """Stewards and admins see personal data; viewers see it masked (least privilege)."""
-    return user_has_role(user, Role.STEWARD)
+    return masking.sees_pii(user)
 
 
-def mask_value(value: Any) -> Any:
-    if value in (None, ""):
-        return value
-    text = str(value)
-    return f"{text[0]}{MASK}" if isinstance(value, str) and len(text) > 1 else MASK
+def mask_value(value: Any, attribute: Attribute | None = None) -> Any:
+    """``value`` masked as ``attribute``'s type asks (``mdm.masking.mask_value``)."""
+    return masking.mask_value(value, attribute)
 
 
-def pii_attributes(domain: str) -> set[str]:
-    try:
-        return {a.name for a in get_domain(domain).attributes if a.pii}
-    except UnknownDomainError:
-        return set()
+def pii_attributes(domain: str) -> Mapping[str, Attribute]:
+    return masking.pii_attributes(domain)
 
 
 def attributes_for(*, user: Any, domain: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """``attributes`` as ``user`` may see them: PII attributes masked below the steward role."""
     if sees_pii(user):
         return attributes
-    pii = pii_attributes(domain)
-    return {k: mask_value(v) if k in pii else v for k, v in attributes.items()}
+    return masking.mask_attributes(domain, attributes)
 
 
 def _label(domain: str, attributes: dict[str, Any]) -> str:
@@ -243,12 +245,13 @@ def dashboard(*, user: Any, days: int = 14) -> Dashboard:
         .annotate(n=Count("id"))
         .order_by("kind", "domain")
     ]
+    quarantine_qs = QuarantinedPayload.objects.filter(status=QuarantinedPayload.Status.OPEN)
+    domains = user_domains(user, Role.VIEWER)
+    if domains is not None:
+        quarantine_qs = quarantine_qs.filter(domain__in=sorted(domains))
     quarantine = [
         dict(row)
-        for row in QuarantinedPayload.objects.filter(status=QuarantinedPayload.Status.OPEN)
-        .values("domain")
-        .annotate(n=Count("id"))
-        .order_by("domain")
+        for row in quarantine_qs.values("domain").annotate(n=Count("id")).order_by("domain")
     ]
     start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     ends = [start - timedelta(days=d) + timedelta(days=1) for d in range(days - 1, -1, -1)]

@@ -18,8 +18,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from matching.models import PairConstraint
+from mdm.audit.services import audit_record
 from mdm.models import CrossReference
-from mdm.roles import Role, user_has_role
+from mdm.roles import Role, user_domains, user_has_role
 from stewardship.models import Priority, ReviewTask, ServiceLevel, TaskEvent
 
 DECISIONS = ("merge", "not_a_match", "skip")
@@ -91,11 +92,21 @@ def _event(
     )
 
 
-def _locked_open(task_id: int) -> ReviewTask:
+def _require_in_domain(actor: Any, task: ReviewTask) -> None:
+    """Object-level check: the actor must be a steward in the task's domain.  A task of a
+    domain the actor may not even read is reported as missing (no existence leak)."""
+    if not user_has_role(actor, Role.VIEWER, task.domain):
+        raise TaskInputError(f"there is no review task {task.pk}")
+    if not user_has_role(actor, Role.STEWARD, task.domain):
+        raise TaskPermissionError(f"this needs the steward role in domain {task.domain}")
+
+
+def _locked_open(task_id: int, actor: Any) -> ReviewTask:
     try:
         task = ReviewTask.objects.select_for_update().get(pk=task_id)
     except ReviewTask.DoesNotExist:
         raise TaskInputError(f"there is no review task {task_id}") from None
+    _require_in_domain(actor, task)
     if task.status != ReviewTask.Status.OPEN:
         raise TaskStateError(f"review task {task.pk} is already {task.status}")
     return task
@@ -110,12 +121,17 @@ def review_task_claim(*, task_id: int, actor: Any) -> ReviewTask:
     _require(actor, Role.STEWARD)
     now = timezone.now()
     with transaction.atomic():
-        won = ReviewTask.objects.filter(
+        candidates = ReviewTask.objects.filter(
             pk=task_id, status=ReviewTask.Status.OPEN, assignee__isnull=True
-        ).update(assignee=actor, assigned_at=now)
+        )
+        domains = user_domains(actor, Role.STEWARD)
+        if domains is not None:  # the swap itself never touches a task outside them
+            candidates = candidates.filter(domain__in=sorted(domains))
+        won = candidates.update(assignee=actor, assigned_at=now)
         task = ReviewTask.objects.select_for_update().filter(pk=task_id).first()
         if task is None:
             raise TaskInputError(f"there is no review task {task_id}")
+        _require_in_domain(actor, task)
         if won:
             _event(task, TaskEvent.Action.CLAIM, actor, now=now)
             return task
@@ -131,10 +147,10 @@ def review_task_release(*, task_id: int, actor: Any) -> ReviewTask:
     _require(actor, Role.STEWARD)
     now = timezone.now()
     with transaction.atomic():
-        task = _locked_open(task_id)
+        task = _locked_open(task_id, actor)
         if task.assignee_id is None:
             return task
-        if task.assignee_id != actor.pk and not user_has_role(actor, Role.ADMIN):
+        if task.assignee_id != actor.pk and not user_has_role(actor, Role.ADMIN, task.domain):
             raise TaskStateError(f"review task {task.pk} is held by {task.assignee}")
         previous = task.assignee_id
         task.assignee = None
@@ -156,7 +172,11 @@ def review_task_assign(*, task_id: int, assignee_id: int | None, actor: Any) -> 
             raise TaskInputError("tasks can be assigned only to an active steward or admin")
     now = timezone.now()
     with transaction.atomic():
-        task = _locked_open(task_id)
+        task = _locked_open(task_id, actor)
+        if assignee is not None and not user_has_role(assignee, Role.STEWARD, task.domain):
+            raise TaskInputError(
+                f"tasks can be assigned only to a steward or admin of domain {task.domain}"
+            )
         if task.assignee_id == assignee_id:
             return task
         previous = task.assignee_id
@@ -280,13 +300,15 @@ def review_task_decide(*, task_id: int, decision: str, actor: Any, comment: str 
     comment = comment.strip()
     now = timezone.now()
     with transaction.atomic():
-        task = _locked_open(task_id)
+        task = _locked_open(task_id, actor)
         allowed = DECISIONS if task.kind == ReviewTask.Kind.POTENTIAL_MATCH else DQ_DECISIONS
         if decision not in allowed:
             raise TaskInputError(
                 f"decision must be one of {', '.join(allowed)} for a {task.get_kind_display()}"
             )
-        if task.assignee_id not in (None, actor.pk) and not user_has_role(actor, Role.ADMIN):
+        if task.assignee_id not in (None, actor.pk) and not user_has_role(
+            actor, Role.ADMIN, task.domain
+        ):
             raise TaskStateError(f"review task {task.pk} is held by {task.assignee}")
         if decision == "skip":
             if task.assignee_id == actor.pk:
@@ -313,6 +335,15 @@ def review_task_decide(*, task_id: int, decision: str, actor: Any, comment: str 
             decision=decision,
             comment=comment,
             detail=effect,
+        )
+        audit_record(
+            action="task.decide",
+            actor=actor,
+            target_type="review_task",
+            target_id=task.pk,
+            domain=task.domain,
+            detail={"decision": decision, "kind": task.kind, **effect},
+            when=now,
         )
     return task
 

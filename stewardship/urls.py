@@ -15,6 +15,17 @@ urlpatterns = [
     path("tasks/<int:task_id>/assign", views.task_assign, name="task-assign"),
     path("golden/<int:golden_id>/", views.golden_detail, name="golden"),
     path("golden/<int:golden_id>/split", views.golden_split, name="golden-split"),
+    path("golden/<int:golden_id>/erase", views.golden_erase, name="golden-erase"),
+    path(
+        "golden/<int:golden_id>/relationships",
+        views.relationship_add,
+        name="relationship-add",
+    ),
+    path(
+        "golden/<int:golden_id>/relationships/<int:relationship_id>",
+        views.relationship_change,
+        name="relationship-change",
+    ),
     path("operations/<int:operation_id>/undo", views.operation_undo, name="operation-undo"),
     path("quarantine/", views.quarantine_list, name="quarantine"),
     path("quarantine/<int:payload_id>/", views.quarantine_detail, name="quarantine-detail"),

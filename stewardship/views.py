@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -24,9 +24,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from mdm.domains import UnknownDomainError, all_domains, get_domain
-from mdm.models import GoldenRecord, QuarantinedPayload, SourceRecord, SourceSystem
-from mdm.roles import Role, user_has_role, user_role
-from mdm.selectors import golden_record_timeline
+from mdm.domains.base import Attribute
+from mdm.models import (
+    GoldenOperation,
+    GoldenRecord,
+    QuarantinedPayload,
+    SourceRecord,
+    SourceSystem,
+)
+from mdm.roles import Role, user_domains, user_has_role, user_role
+from mdm.selectors import golden_record_timeline, quarantine_visible
 from mdm.services.quarantine import (
     QuarantineStateError,
     quarantined_payload_discard,
@@ -408,15 +415,17 @@ def golden_detail(request: HttpRequest, golden_id: int) -> HttpResponse:
         golden, members = sel.golden_record_detail(golden_id=golden_id)
     except GoldenRecord.DoesNotExist:
         raise Http404("No such golden record.") from None
-    pii = set() if sel.sees_pii(request.user) else sel.pii_attributes(golden.domain)
+    if not user_has_role(request.user, Role.VIEWER, golden.domain):
+        raise Http404("No such golden record.")
+    pii = {} if sel.sees_pii(request.user) else sel.pii_attributes(golden.domain)
     attributes = []
     for name, value in golden.attributes.items():
         provenance = dict(golden.provenance.get(name, {}))
         if name in pii:
-            value = sel.mask_value(value)
+            value = sel.mask_value(value, pii[name])
             if isinstance(provenance.get("competitors"), list):
                 provenance["competitors"] = [
-                    {**c, "value": sel.mask_value(c.get("value"))}
+                    {**c, "value": sel.mask_value(c.get("value"), pii[name])}
                     for c in provenance["competitors"]
                     if isinstance(c, dict)
                 ]
@@ -435,11 +444,180 @@ def golden_detail(request: HttpRequest, golden_id: int) -> HttpResponse:
             members=members,
             timeline=_timeline(golden, pii),
             operations=sel.golden_operations(golden_id=golden.pk),
+            **_relationships_context(request, golden),
         ),
     )
 
 
-def _timeline(golden: GoldenRecord, pii: set[str]) -> list[Any]:
+# Levels of a hierarchy the golden record page draws (the API reads deeper ones).
+TREE_UP, TREE_DOWN, TREE_NODES = 10, 4, 300
+
+
+def _tree(nodes: list[Any], parent: int) -> list[dict[str, Any]]:
+    children: dict[int, list[Any]] = {}
+    for node in nodes:
+        children.setdefault(node.parent_id, []).append(node)
+
+    def build(at: int) -> list[dict[str, Any]]:
+        return [{"node": n, "children": build(n.id)} for n in children.get(at, [])]
+
+    return build(parent)
+
+
+def _relationships_context(request: HttpRequest, golden: GoldenRecord) -> dict[str, Any]:
+    """The relationships section: each hierarchy as a tree, the links, the add form."""
+    from mdm.relationship_selectors import (
+        golden_hierarchy,
+        golden_relationships,
+        golden_unresolved_references,
+    )
+
+    def name_of(domain: str, attributes: dict[str, Any]) -> str:
+        shown = sel.attributes_for(user=request.user, domain=domain, attributes=attributes)
+        return get_domain(domain).display_name(shown)
+
+    dom = get_domain(golden.domain)
+    trees = []
+    for rel in (t for t in dom.relationships if t.hierarchy):
+        h = golden_hierarchy(
+            golden=golden,
+            rel_type=rel.code,
+            up=TREE_UP,
+            down=TREE_DOWN,
+            max_nodes=TREE_NODES,
+            name_of=name_of,
+        )
+        if not h.ancestors and not h.descendants:
+            continue
+        trees.append(
+            {
+                "type": rel,
+                "hierarchy": h,
+                "chain": list(reversed(h.ancestors)),
+                "children": _tree(h.descendants, golden.pk),
+            }
+        )
+    links = golden_relationships(golden_id=golden.pk, status=None)
+    label = {r.code: r for r in dom.relationships}
+    rows: list[dict[str, Any]] = []
+    for direction, items in (("outgoing", links["outgoing"]), ("incoming", links["incoming"])):
+        for r in items:
+            other = r.to_golden if direction == "outgoing" else r.from_golden
+            declared = label.get(r.rel_type)
+            if declared is not None:
+                text = declared.label if direction == "outgoing" else declared.inverse_label
+            else:
+                text = r.rel_type
+            rows.append(
+                {
+                    "rel": r,
+                    "direction": direction,
+                    "label": text,
+                    "other": other,
+                    "other_name": name_of(other.domain, other.attributes),
+                }
+            )
+    rows.sort(key=lambda row: (row["rel"].status != "active", row["direction"], row["rel"].pk))
+
+    return {
+        "relationship_trees": trees,
+        "relationship_rows": rows,
+        "relationship_types": dom.relationships,
+        "unresolved": golden_unresolved_references(golden_id=golden.pk),
+    }
+
+
+def _relationships_response(request: HttpRequest, golden: GoldenRecord) -> HttpResponse:
+    """htmx: the relationships section again (with messages); otherwise back to the page."""
+    if request.headers.get("HX-Request"):
+        return render(
+            request,
+            "stewardship/_relationships.html",
+            _context(request, golden=golden, hx=True, **_relationships_context(request, golden)),
+        )
+    return redirect("steward:golden", golden_id=golden.pk)
+
+
+def _posted_id(request: HttpRequest, name: str) -> int | None:
+    raw = request.POST.get(name, "").strip().lstrip("#")
+    return int(raw) if raw.isdigit() else None
+
+
+@require_POST
+@role_required(Role.STEWARD)
+def relationship_add(request: HttpRequest, golden_id: int) -> HttpResponse:
+    from mdm.services import relationships as rs
+
+    golden = GoldenRecord.objects.filter(pk=golden_id).first()
+    if golden is None or not user_has_role(request.user, Role.STEWARD, golden.domain):
+        raise Http404("No such golden record.")
+    target = _posted_id(request, "to_golden_id")
+    if target is None:
+        messages.error(request, "Give the id of the golden record to link to, e.g. 42.")
+        return _relationships_response(request, golden)
+    try:
+        row = rs.golden_relationship_add(
+            domain=golden.domain,
+            from_golden_id=golden.pk,
+            rel_type=request.POST.get("type", ""),
+            to_golden_id=target,
+            actor=request.user,
+            reason=request.POST.get("reason", ""),
+        )
+    except (
+        rs.RelationshipError,
+        rs.RelationshipConflictError,
+        rs.RelationshipNotFoundError,
+    ) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Linked: {golden.pk} {row.rel_type} {row.to_golden_id}.")
+    return _relationships_response(request, golden)
+
+
+@require_POST
+@role_required(Role.STEWARD)
+def relationship_change(request: HttpRequest, golden_id: int, relationship_id: int) -> HttpResponse:
+    """End a relationship, or re-parent it (``to_golden_id`` given)."""
+    from mdm.services import relationships as rs
+
+    golden = GoldenRecord.objects.filter(pk=golden_id).first()
+    if golden is None or not user_has_role(request.user, Role.STEWARD, golden.domain):
+        raise Http404("No such golden record.")
+    action = request.POST.get("action", "end")
+    try:
+        if action == "reparent":
+            target = _posted_id(request, "to_golden_id")
+            if target is None:
+                raise rs.RelationshipError("Give the id of the new golden record, e.g. 42.")
+            row = rs.golden_relationship_reparent(
+                domain=golden.domain,
+                relationship_id=relationship_id,
+                to_golden_id=target,
+                actor=request.user,
+                reason=request.POST.get("reason", ""),
+            )
+            done = f"Re-parented: {row.from_golden_id} {row.rel_type} {row.to_golden_id}."
+        else:
+            row = rs.golden_relationship_end(
+                domain=golden.domain,
+                relationship_id=relationship_id,
+                actor=request.user,
+                reason=request.POST.get("reason", ""),
+            )
+            done = f"Ended relationship {row.pk}."
+    except (
+        rs.RelationshipError,
+        rs.RelationshipConflictError,
+        rs.RelationshipNotFoundError,
+    ) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
+    return _relationships_response(request, golden)
+
+
+def _timeline(golden: GoldenRecord, pii: Mapping[str, Attribute]) -> list[Any]:
     """The golden record's timeline, with the changed values of PII attributes masked."""
     entries = golden_record_timeline(golden_id=golden.pk)
     if not pii:
@@ -448,7 +626,9 @@ def _timeline(golden: GoldenRecord, pii: set[str]) -> list[Any]:
         dataclasses.replace(
             e,
             changes={
-                name: {k: sel.mask_value(v) for k, v in change.items()} if name in pii else change
+                name: {k: sel.mask_value(v, pii[name]) for k, v in change.items()}
+                if name in pii
+                else change
                 for name, change in e.changes.items()
             },
         )
@@ -463,8 +643,10 @@ def golden_split(request: HttpRequest, golden_id: int) -> HttpResponse:
 
     ids = [int(i) for i in request.POST.getlist("record") if i.isdigit()]
     golden = GoldenRecord.objects.filter(pk=golden_id).first()
-    if golden is None:
+    if golden is None or not user_has_role(request.user, Role.VIEWER, golden.domain):
         raise Http404("No such golden record.")
+    if not user_has_role(request.user, Role.STEWARD, golden.domain):
+        raise PermissionDenied(f"This needs the steward role in domain {golden.domain}.")
     try:
         lifecycle.golden_record_split(
             domain=golden.domain,
@@ -481,11 +663,40 @@ def golden_split(request: HttpRequest, golden_id: int) -> HttpResponse:
 
 
 @require_POST
+@role_required(Role.ADMIN)
+def golden_erase(request: HttpRequest, golden_id: int) -> HttpResponse:
+    from mdm.services import erasure
+
+    golden = GoldenRecord.objects.filter(pk=golden_id).first()
+    if golden is None or not user_has_role(request.user, Role.STEWARD, golden.domain):
+        raise Http404("No such golden record.")
+    try:
+        done = erasure.erasure_request_file(
+            domain=golden.domain,
+            golden_id=golden.pk,
+            actor=request.user,
+            reference=request.POST.get("reference", "").strip(),
+        )
+    except erasure.ErasureError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"Erased golden record {done.golden_id} (erasure request {done.pk})."
+        )
+    return redirect("steward:golden", golden_id=golden.pk)
+
+
+@require_POST
 @role_required(Role.STEWARD)
 def operation_undo(request: HttpRequest, operation_id: int) -> HttpResponse:
     from mdm.services import lifecycle
 
     back = _safe_next(request, reverse("steward:dashboard"))
+    operation = GoldenOperation.objects.filter(pk=operation_id).only("domain").first()
+    if operation is None or not user_has_role(request.user, Role.VIEWER, operation.domain):
+        raise Http404("No such operation.")
+    if not user_has_role(request.user, Role.STEWARD, operation.domain):
+        raise PermissionDenied(f"This needs the steward role in domain {operation.domain}.")
     try:
         lifecycle.golden_record_undo(
             operation_id=operation_id, actor=request.user, reason=request.POST.get("reason", "")
@@ -502,9 +713,9 @@ def operation_undo(request: HttpRequest, operation_id: int) -> HttpResponse:
 
 @role_required(Role.VIEWER)
 def quarantine_list(request: HttpRequest) -> HttpResponse:
-    qs = QuarantinedPayload.objects.select_related("source_system").filter(
-        status=request.GET.get("status") or QuarantinedPayload.Status.OPEN
-    )
+    qs = quarantine_visible(
+        source_system=None, domains=user_domains(request.user, Role.VIEWER)
+    ).filter(status=request.GET.get("status") or QuarantinedPayload.Status.OPEN)
     if request.GET.get("domain"):
         qs = qs.filter(domain=request.GET["domain"])
     if request.GET.get("source"):
@@ -576,7 +787,8 @@ def _form_fields(payload: QuarantinedPayload) -> tuple[list[dict[str, Any]], lis
 @role_required(Role.VIEWER)
 def quarantine_detail(request: HttpRequest, payload_id: int) -> HttpResponse:
     payload = (
-        QuarantinedPayload.objects.select_related("source_system", "mapping")
+        quarantine_visible(source_system=None, domains=user_domains(request.user, Role.VIEWER))
+        .select_related("mapping")
         .filter(pk=payload_id)
         .first()
     )
@@ -596,12 +808,20 @@ def quarantine_detail(request: HttpRequest, payload_id: int) -> HttpResponse:
     )
 
 
+def _quarantine_for_steward(request: HttpRequest, payload_id: int) -> QuarantinedPayload:
+    """The payload, when the user is a steward of its domain (404 if it may not see it)."""
+    payload = QuarantinedPayload.objects.filter(pk=payload_id).first()
+    if payload is None or not user_has_role(request.user, Role.VIEWER, payload.domain):
+        raise Http404("No such quarantined payload.")
+    if not user_has_role(request.user, Role.STEWARD, payload.domain):
+        raise PermissionDenied(f"This needs the steward role in domain {payload.domain}.")
+    return payload
+
+
 @require_POST
 @role_required(Role.STEWARD)
 def quarantine_replay(request: HttpRequest, payload_id: int) -> HttpResponse:
-    payload = QuarantinedPayload.objects.filter(pk=payload_id).first()
-    if payload is None:
-        raise Http404("No such quarantined payload.")
+    payload = _quarantine_for_steward(request, payload_id)
     original = payload.payload if isinstance(payload.payload, dict) else {}
     data: dict[str, Any] = {}
     for name, value in original.items():
@@ -630,8 +850,7 @@ def quarantine_replay(request: HttpRequest, payload_id: int) -> HttpResponse:
 @require_POST
 @role_required(Role.STEWARD)
 def quarantine_discard(request: HttpRequest, payload_id: int) -> HttpResponse:
-    if not QuarantinedPayload.objects.filter(pk=payload_id).exists():
-        raise Http404("No such quarantined payload.")
+    _quarantine_for_steward(request, payload_id)
     try:
         quarantined_payload_discard(
             payload_id=payload_id, reason=request.POST.get("reason", ""), user=request.user

@@ -14,7 +14,9 @@ from sync.selectors import SubscriberHealth, high_water_seq, subscriber_health
 from sync.services import (
     deliveries_replay_all,
     delivery_replay,
+    subscriber_circuit_reset,
     subscriber_enable,
+    subscriber_pause,
     subscriber_rotate_secret,
 )
 from sync.signing import secret_generate
@@ -79,7 +81,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "disabled_reason",
         "created_at",
     ]
-    actions = ["replay_dead_letters", "enable", "rotate_secret"]
+    actions = ["replay_dead_letters", "enable", "pause", "reset_circuit", "rotate_secret"]
     _health_cache: dict[str, SubscriberHealth] | None = None
 
     def _health(self, obj: Subscriber) -> SubscriberHealth | None:
@@ -123,6 +125,18 @@ class SubscriberAdmin(admin.ModelAdmin):
         for sub in queryset:
             subscriber_enable(subscriber=sub)
         messages.success(request, f"{queryset.count()} subscribers enabled.")
+
+    @admin.action(description="Pause deliveries (they wait; Enable resumes them)")
+    def pause(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        for sub in queryset:
+            subscriber_pause(subscriber=sub)
+        messages.success(request, f"{queryset.count()} subscribers paused.")
+
+    @admin.action(description="Close the circuit now")
+    def reset_circuit(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        for sub in queryset:
+            subscriber_circuit_reset(subscriber=sub)
+        messages.success(request, f"{queryset.count()} circuits closed.")
 
     @admin.action(description="Rotate the secret (the current one stays valid)")
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:

@@ -2,36 +2,43 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import orjson
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection, transaction
-from django.http import Http404, HttpResponse
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mdm.api.authentication import source_system_of
+from mdm.api.masking import MaskPiiMixin
 from mdm.domains import UnknownDomainError, get_domain
-from mdm.roles import Role, user_has_role
+from mdm.masking import mask_document, sees_pii
+from mdm.roles import CanReadDomain, IsViewerOrSource, principal_domains
 from sync.models import Subscriber
-from sync.selectors import change_feed, event_payloads, high_water_seq, snapshot_rows
+from sync.selectors import (
+    change_feed,
+    event_payloads,
+    high_water_seq,
+    purged_seq,
+)
 from sync.services import change_events_sequence, consumer_ack
+from sync.snapshot import snapshot_stream
 
 MAX_LIMIT = 1000
 
 
-class CanReadFeed(BasePermission):
-    message = "The change feed needs a source system's token or a hub user with a role."
+class Gone(exceptions.APIException):
+    status_code = 410
+    default_detail = "These events were purged; take a snapshot."
+    default_code = "purged"
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return source_system_of(request) is not None or user_has_role(request.user, Role.VIEWER)
+
+class CanReadFeed(IsViewerOrSource):
+    message = "The change feed needs a source system's token or a hub user with a role."
 
 
 def _domain(code: str | None) -> str | None:
@@ -54,7 +61,7 @@ def _int(params: Any, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-class EventFeedView(APIView):
+class EventFeedView(MaskPiiMixin, APIView):
     permission_classes = [CanReadFeed]
 
     @extend_schema(
@@ -65,25 +72,46 @@ class EventFeedView(APIView):
             OpenApiParameter("domain", OpenApiTypes.STR),
             OpenApiParameter("limit", OpenApiTypes.INT, description=f"1..{MAX_LIMIT}, def. 100"),
         ],
-        responses=inline_serializer(
-            "EventPage",
-            {
-                "events": serializers.ListField(child=serializers.DictField()),
-                "next_after": serializers.IntegerField(),
-                "high_water": serializers.IntegerField(),
-            },
-        ),
+        responses={
+            200: inline_serializer(
+                "EventPage",
+                {
+                    "events": serializers.ListField(child=serializers.DictField()),
+                    "next_after": serializers.IntegerField(),
+                    "high_water": serializers.IntegerField(),
+                },
+            ),
+            410: OpenApiTypes.OBJECT,
+        },
+        description="410 when `after` is below the retained horizon (events purged by "
+        "retention): take a snapshot and follow the feed from its sequence number.",
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         after = _int(params, "after", 0, 0, 2**62)
         limit = _int(params, "limit", 100, 1, MAX_LIMIT)
         domain = _domain(params.get("domain"))
+        allowed = principal_domains(request.user)
+        if domain is not None and allowed is not None and domain not in allowed:
+            raise exceptions.PermissionDenied(f"You may not read the {domain} domain's events.")
+        purged = purged_seq()
+        if after < purged:
+            raise Gone(
+                f"Events up to seq {purged} were purged by retention, so the feed cannot "
+                f"continue after {after}. Take a snapshot (GET /api/v1/<domain>/snapshot) and "
+                "follow the feed with after= its Aurum-Snapshot-Seq."
+            )
         change_events_sequence()
         # The mark is read first and bounds the page: an event sequenced meanwhile is above
         # it, so moving next_after up to the mark never steps over an unread event.
         high = high_water_seq()
-        events = change_feed(after=after, domain=domain, limit=limit, upto=high)
+        events = change_feed(
+            after=after,
+            domain=domain,
+            domains=None if domain else allowed,
+            limit=limit,
+            upto=high,
+        )
         payloads = event_payloads(events)
         next_after = events[-1].seq or after if len(events) == limit else max(after, high)
         return Response(
@@ -97,6 +125,7 @@ class EventFeedView(APIView):
 
 class EventAckView(APIView):
     permission_classes = [CanReadFeed]
+    required_access = "read"  # a pull consumer's bookmark: a read-only token may move it
 
     @extend_schema(
         operation_id="events_ack",
@@ -111,6 +140,11 @@ class EventAckView(APIView):
     )
     def post(self, request: Request) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
+        extra = sorted(str(k) for k in data if k not in ("consumer", "seq"))
+        if extra:
+            raise exceptions.ValidationError(
+                {name: ["Unknown field: send only consumer and seq."] for name in extra}
+            )
         code = data.get("consumer")
         sub = Subscriber.objects.filter(code=code, kind=Subscriber.Kind.PULL).first()
         if sub is None:
@@ -126,16 +160,8 @@ class EventAckView(APIView):
         return Response({"consumer": sub.code, "acked_seq": acked})
 
 
-def _repeatable_read(outermost: bool) -> None:
-    # Only the first statement of a transaction may set it; inside a caller's transaction
-    # (tests) that transaction's own isolation applies.
-    if connection.vendor == "postgresql" and outermost:
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-
-
 class SnapshotView(APIView):
-    permission_classes = [CanReadFeed]
+    permission_classes = [CanReadDomain]
 
     @extend_schema(
         operation_id="golden_snapshot",
@@ -149,7 +175,7 @@ class SnapshotView(APIView):
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY},
     )
-    def get(self, request: Request, domain: str) -> HttpResponse:
+    def get(self, request: Request, domain: str) -> StreamingHttpResponse:
         try:
             code = get_domain(domain).code
         except UnknownDomainError as exc:
@@ -161,46 +187,15 @@ class SnapshotView(APIView):
         # change committed before the sequencer ran has a seq at most the mark and is in the
         # records; a later one may be in the records too, and comes again in the feed.
         change_events_sequence()
-        outermost = not connection.in_atomic_block
-        with transaction.atomic():
-            _repeatable_read(outermost)
-            seq = high_water_seq()
-            rows = list(snapshot_rows(domain=code))
-        if fmt == "parquet":
-            response = HttpResponse(
-                _parquet(rows, seq), content_type="application/vnd.apache.parquet"
-            )
-        else:
-            body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
-            response = HttpResponse(body, content_type="application/x-ndjson")
+        mask = None if sees_pii(request.user) else (lambda row: mask_document(row, code))
+        stream = snapshot_stream(domain=code, fmt=fmt, mask=mask)
+        seq = next(stream)  # the transaction is open: the body follows from it
+        assert isinstance(seq, int)
+        body = (chunk for chunk in stream if isinstance(chunk, bytes))
+        content_type = (
+            "application/vnd.apache.parquet" if fmt == "parquet" else "application/x-ndjson"
+        )
+        response = StreamingHttpResponse(body, content_type=content_type)
         response["Aurum-Snapshot-Seq"] = str(seq)
         response["Content-Disposition"] = f'attachment; filename="{code}-{seq}.{fmt}"'
         return response
-
-
-def _parquet(rows: list[dict[str, Any]], seq: int) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table(
-        {
-            "id": [r["id"] for r in rows],
-            "version": [r["version"] for r in rows],
-            "attributes": [orjson.dumps(r["attributes"]).decode() for r in rows],
-            "xref": [orjson.dumps(r["xref"]).decode() for r in rows],
-            "updated_at": [r["updated_at"] for r in rows],
-        },
-        schema=pa.schema(
-            [
-                ("id", pa.int64()),
-                ("version", pa.int64()),
-                ("attributes", pa.string()),
-                ("xref", pa.string()),
-                ("updated_at", pa.string()),
-            ],
-            metadata={"aurum.seq": str(seq)},
-        ),
-    )
-    out = io.BytesIO()
-    pq.write_table(table, out)
-    return out.getvalue()

@@ -5,7 +5,16 @@ class SyncConfig(AppConfig):
     name = "sync"
 
     def ready(self) -> None:
+        from mdm.erasure import erasure_hook_register
+        from sync.erasure import erase
+
+        erasure_hook_register("sync", erase)
+        import logging
+
         from mdm.services.alerts import alert_signal_register
+
+        # httpx logs every request at INFO: one line per delivered event is noise.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
         alert_signal_register(
             name="outbox_lag",

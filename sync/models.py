@@ -26,14 +26,18 @@ class ChangeEvent(models.Model):
         SPLIT = "split"
         RETIRED = "retired"
         ERASED = "erased"
+        # A golden relationship added, re-pointed, held or ended (golden_id: its "from").
+        RELATIONSHIP = "relationship"
 
     seq = models.BigIntegerField(null=True, blank=True, unique=True)
     domain = models.CharField(max_length=50)
     golden_id = models.BigIntegerField()
     version = models.PositiveIntegerField()
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
     # The golden record's history row of this version (no foreign key: erasure purges it).
     history_id = models.BigIntegerField(null=True, blank=True)
+    # A relationship event: the relationship's history row (``version`` is its version).
+    relationship_history_id = models.BigIntegerField(null=True, blank=True)
     reason = models.TextField(blank=True, default="")
     occurred_at = models.DateTimeField()
     sequenced_at = models.DateTimeField(null=True, blank=True)
@@ -60,6 +64,8 @@ class EventSequence(models.Model):
     """The one row the sequencer locks: the last ``seq`` it gave."""
 
     last_seq = models.BigIntegerField(default=0)
+    # Retention purged every event up to this seq: a feed reader behind it needs a snapshot.
+    purged_seq = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"sequence at {self.last_seq}"

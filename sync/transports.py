@@ -6,12 +6,16 @@ address, a 410 Gone), ``gone`` that the subscriber asked to be disabled.
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from django.conf import settings
 from kombu import Connection, Exchange, Producer
 
@@ -73,53 +77,120 @@ def address_refusal(url: str) -> str | None:
     return None
 
 
-def webhook_send(*, url: str, message: Message, timeout: float) -> int:
-    """POST the message; the status code of a 2xx answer, or TransportError."""
-    refusal = address_refusal(url)
-    if refusal:
-        raise TransportError(refusal, permanent=True)
-    parts = urlsplit(url)
-    conn_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    conn = conn_class(parts.hostname or "", parts.port, timeout=timeout)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    headers = {
-        "content-type": "application/json",
-        "user-agent": "aurum-webhooks/1",
-        "webhook-id": message.msg_id,
-        "webhook-timestamp": str(message.timestamp),
-        "webhook-signature": message.signature,
-    }
-    try:
-        conn.request("POST", path, body=message.body, headers=headers)
-        response = conn.getresponse()
-        response.read(4096)
-        status = response.status
-    except (OSError, http.client.HTTPException) as exc:
-        raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        conn.close()
-    if 200 <= status < 300:
-        return status
-    if status == 410:
-        raise TransportError("410 Gone", status=status, permanent=True, gone=True)
-    raise TransportError(f"HTTP {status}", status=status)
+_HEADERS = {"content-type": "application/json", "user-agent": "aurum-webhooks/1"}
+_client: httpx.Client | None = None
+_client_pid = 0
 
 
-def amqp_send(*, url: str, exchange: str, message: Message, timeout: float) -> None:
-    """Publish the message, persistent, to a durable topic exchange, with publisher confirms."""
-    try:
-        with Connection(
-            url, connect_timeout=timeout, transport_options={"confirm_publish": True}
-        ) as conn:
+def http_client() -> httpx.Client:
+    """This process's pooled HTTP client: keep-alive connections reused across deliveries.
+
+    One per process (a forked pool child makes its own: sockets must not be shared).
+    """
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        _client = httpx.Client(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        )
+        _client_pid = os.getpid()
+    return _client
+
+
+class WebhookSender:
+    """Sends messages to one webhook URL over the process's pooled connections.
+
+    The address rule is checked once, when the sender is made (once per batch), and each
+    send then raises its refusal as a permanent ``TransportError``.
+    """
+
+    def __init__(self, url: str, *, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.refusal = address_refusal(url)
+
+    def __enter__(self) -> WebhookSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def send(self, message: Message) -> int | None:
+        """POST the message; the status code of a 2xx answer, or TransportError."""
+        if self.refusal:
+            raise TransportError(self.refusal, permanent=True)
+        headers = {
+            **_HEADERS,
+            "webhook-id": message.msg_id,
+            "webhook-timestamp": str(message.timestamp),
+            "webhook-signature": message.signature,
+        }
+        try:
+            response = http_client().post(
+                self.url, content=message.body, headers=headers, timeout=self.timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"{type(exc).__name__}: timed out ({exc})") from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return status
+        if status == 410:
+            raise TransportError("410 Gone", status=status, permanent=True, gone=True)
+        raise TransportError(f"HTTP {status}", status=status)
+
+
+def webhook_send(*, url: str, message: Message, timeout: float) -> int | None:
+    """POST one message (the address rule checked first); its 2xx status or TransportError."""
+    return WebhookSender(url, timeout=timeout).send(message)
+
+
+class AmqpSender:
+    """Publishes messages to one exchange over one connection (opened at the first send),
+    persistent, with publisher confirms."""
+
+    def __init__(self, url: str, exchange: str, *, timeout: float) -> None:
+        self.url = url
+        self.exchange = exchange
+        self.timeout = timeout
+        self._conn: Any = None
+        self._producer: Any = None
+
+    def __enter__(self) -> AmqpSender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection needs no clean close
+                self._conn.release()
+        self._conn = self._producer = None
+
+    def _open(self) -> Any:
+        if self._producer is None:
+            conn = Connection(
+                self.url,
+                connect_timeout=self.timeout,
+                transport_options={"confirm_publish": True},
+            )
+            self._conn = conn
             conn.ensure_connection(max_retries=1)
-            target = Exchange(exchange, type="topic", durable=True)
-            producer = Producer(conn.default_channel, exchange=target)
+            target = Exchange(self.exchange, type="topic", durable=True)
             target(conn.default_channel).declare()
-            producer.publish(
+            self._producer = Producer(conn.default_channel, exchange=target)
+        return self._producer
+
+    def send(self, message: Message) -> int | None:
+        try:
+            self._open().publish(
                 message.body,
                 routing_key=message.routing_key,
                 content_type="application/json",
@@ -131,7 +202,15 @@ def amqp_send(*, url: str, exchange: str, message: Message, timeout: float) -> N
                     "webhook-timestamp": str(message.timestamp),
                     "webhook-signature": message.signature,
                 },
-                timeout=timeout,
+                timeout=self.timeout,
             )
-    except Exception as exc:  # kombu raises transport-specific errors; all are transient
-        raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # kombu raises transport-specific errors; all are transient
+            self.close()
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        return None
+
+
+def amqp_send(*, url: str, exchange: str, message: Message, timeout: float) -> None:
+    """Publish one message, persistent, to a durable topic exchange, with publisher confirms."""
+    with AmqpSender(url, exchange, timeout=timeout) as sender:
+        sender.send(message)

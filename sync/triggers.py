@@ -26,8 +26,9 @@ _KIND = """CASE
 _COLUMNS = "domain, golden_id, version, kind, history_id, reason, occurred_at"
 
 POSTGRES_INSTALL = [
-    # Constants only: no value from outside reaches these statements.
-    f"""CREATE OR REPLACE FUNCTION aurum_golden_change_event() RETURNS trigger
+    # Constants only: no value from outside reaches these statements (safe to build).
+    "CREATE OR REPLACE FUNCTION aurum_golden_change_event() RETURNS trigger"  # noqa: S608  # nosec B608
+    f"""
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO sync_changeevent ({_COLUMNS})
@@ -37,7 +38,7 @@ BEGIN
     -- Wakes a listening relay at commit (notifications of one transaction are merged).
     PERFORM pg_notify('aurum_change_events', '');
     RETURN NULL;
-END $$""",  # noqa: S608
+END $$""",
     f"""CREATE TRIGGER aurum_golden_change_event AFTER INSERT ON {HISTORY_TABLE}
 REFERENCING NEW TABLE AS aurum_new_rows FOR EACH STATEMENT
 EXECUTE FUNCTION aurum_golden_change_event()""",
@@ -48,14 +49,51 @@ POSTGRES_REMOVE = [
 ]
 
 SQLITE_INSTALL = [
-    f"""CREATE TRIGGER aurum_golden_change_event AFTER INSERT ON {HISTORY_TABLE}
+    f"CREATE TRIGGER aurum_golden_change_event AFTER INSERT ON {HISTORY_TABLE}"  # noqa: S608  # nosec B608
+    f"""
 FOR EACH ROW BEGIN
     INSERT INTO sync_changeevent ({_COLUMNS})
     VALUES (NEW.domain, NEW.id, NEW.version, {_KIND.format(n="NEW")}, NEW.history_id,
             COALESCE(NEW.history_change_reason, ''), NEW.history_date);
-END""",  # noqa: S608
+END""",
 ]
 SQLITE_REMOVE = ["DROP TRIGGER IF EXISTS aurum_golden_change_event"]
+
+
+# Relationship changes: one ``relationship`` event per history row of a golden relationship,
+# on the golden record it goes from (see ``sync.selectors.event_payloads``).  Installed by
+# migration ``sync.0003``.
+RELATIONSHIP_TABLE = "mdm_historicalgoldenrelationship"
+_REL_COLUMNS = "domain, golden_id, version, kind, relationship_history_id, reason, occurred_at"
+
+RELATIONSHIP_POSTGRES_INSTALL = [
+    f"""CREATE OR REPLACE FUNCTION aurum_relationship_change_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO sync_changeevent ({_REL_COLUMNS})
+    SELECT n.domain, n.from_golden_id, n.version, 'relationship', n.history_id,
+           COALESCE(n.history_change_reason, ''), n.history_date
+    FROM aurum_new_rows n ORDER BY n.history_id;
+    PERFORM pg_notify('aurum_change_events', '');
+    RETURN NULL;
+END $$""",  # noqa: S608  # nosec B608
+    f"""CREATE TRIGGER aurum_relationship_change_event AFTER INSERT ON {RELATIONSHIP_TABLE}
+REFERENCING NEW TABLE AS aurum_new_rows FOR EACH STATEMENT
+EXECUTE FUNCTION aurum_relationship_change_event()""",
+]
+RELATIONSHIP_POSTGRES_REMOVE = [
+    f"DROP TRIGGER IF EXISTS aurum_relationship_change_event ON {RELATIONSHIP_TABLE}",
+    "DROP FUNCTION IF EXISTS aurum_relationship_change_event()",
+]
+RELATIONSHIP_SQLITE_INSTALL = [
+    f"""CREATE TRIGGER aurum_relationship_change_event AFTER INSERT ON {RELATIONSHIP_TABLE}
+FOR EACH ROW BEGIN
+    INSERT INTO sync_changeevent ({_REL_COLUMNS})
+    VALUES (NEW.domain, NEW.from_golden_id, NEW.version, 'relationship', NEW.history_id,
+            COALESCE(NEW.history_change_reason, ''), NEW.history_date);
+END""",  # noqa: S608  # nosec B608
+]
+RELATIONSHIP_SQLITE_REMOVE = ["DROP TRIGGER IF EXISTS aurum_relationship_change_event"]
 
 
 def _run(schema_editor: Any, statements: dict[str, list[str]]) -> None:
@@ -72,3 +110,17 @@ def install(apps: Any, schema_editor: Any) -> None:
 
 def remove(apps: Any, schema_editor: Any) -> None:
     _run(schema_editor, {"postgresql": POSTGRES_REMOVE, "sqlite": SQLITE_REMOVE})
+
+
+def install_relationships(apps: Any, schema_editor: Any) -> None:
+    _run(
+        schema_editor,
+        {"postgresql": RELATIONSHIP_POSTGRES_INSTALL, "sqlite": RELATIONSHIP_SQLITE_INSTALL},
+    )
+
+
+def remove_relationships(apps: Any, schema_editor: Any) -> None:
+    _run(
+        schema_editor,
+        {"postgresql": RELATIONSHIP_POSTGRES_REMOVE, "sqlite": RELATIONSHIP_SQLITE_REMOVE},
+    )

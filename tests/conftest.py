@@ -60,6 +60,16 @@ def redis_url() -> str:
 
 
 @pytest.fixture
+def mariadb_url() -> str:
+    """The MariaDB/MySQL server standing in for a legacy ERP (``MARIADB_URL``, by default
+    root without a password on 127.0.0.1:3306): the tests create their own databases."""
+    url = os.environ.get("MARIADB_URL", "mysql://root@127.0.0.1:3306/")
+    if not _reachable(url, 3306):
+        missing_service(f"needs MariaDB: nothing answers at {url} (set MARIADB_URL)")
+    return url
+
+
+@pytest.fixture
 def source(db: Any) -> SourceSystem:
     system, _ = source_system_upsert(code="crm", name="Test CRM")
     return system
@@ -95,3 +105,13 @@ def api(token: IssuedToken, make_client: Callable[..., APIClient]) -> APIClient:
 @pytest.fixture
 def other_api(other_source: SourceSystem, make_client: Callable[..., APIClient]) -> APIClient:
     return make_client(source_token_issue(source_system=other_source).secret)
+
+
+@pytest.fixture(autouse=True)
+def _token_cache_cleared() -> Any:
+    """Each test starts with an empty token cache (tests reuse database ids across tests)."""
+    from mdm import tokens
+
+    tokens.clear()
+    yield
+    tokens.clear()

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("AURUM_VAR_DIR", BASE_DIR / "var"))
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "simple_history",
     "django_htmx",
+    "mdm.audit",
     "mdm",
     "matching",
     "stewardship",
@@ -57,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.LoginRateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -130,6 +133,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON in, only: no form or multipart parsing (less to attack, one shape to document).
+    "DEFAULT_PARSER_CLASSES": ["mdm.api.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
@@ -153,6 +158,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TokenAccessEnum": "mdm.models.TokenAccess",
+        # ingest runs and connector runs share one set of states
+        "RunStatusEnum": "mdm.models.IngestRun.Status",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mdm.api.schema.postprocess",
+    ],
 }
 
 # --- Celery -------------------------------------------------------------------------
@@ -165,6 +179,20 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
+# One queue per kind of work, so that each runs on the machines sized for it: a worker
+# without -Q consumes all of them; `celery -A config worker -Q match` only the matching.
+AURUM_QUEUES = ("celery", "ingest", "match", "sync")
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name), routing_key=name) for name in AURUM_QUEUES)
+CELERY_TASK_ROUTES = {
+    # match: scoring and the golden record work it leads to (CPU and memory)
+    "matching.*": {"queue": "match"},
+    "mdm.survivorship_recompute": {"queue": "match"},
+    # ingest: the checks that follow a load (database-bound)
+    "mdm.quality_check_*": {"queue": "ingest"},
+    # sync: publishing (network-bound, many small tasks)
+    "sync.*": {"queue": "sync"},
+    # everything else (housekeeping, alerts, escalation) on the default queue "celery"
+}
 CELERY_ACCEPT_CONTENT = ["json"]
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
@@ -183,6 +211,14 @@ else:
 # Requests larger than this are refused with 413 before anything is parsed.
 AURUM_MAX_REQUEST_BYTES = int(os.environ.get("AURUM_MAX_REQUEST_BYTES", str(10 * 1024 * 1024)))
 AURUM_MAX_BATCH_RECORDS = int(os.environ.get("AURUM_MAX_BATCH_RECORDS", "5000"))
+# Relationships: the deepest hierarchy walk (reads, cycle checks) and the most descendants
+# one hierarchy read returns.
+AURUM_HIERARCHY_MAX_DEPTH = int(os.environ.get("AURUM_HIERARCHY_MAX_DEPTH", "1000"))
+AURUM_HIERARCHY_MAX_NODES = int(os.environ.get("AURUM_HIERARCHY_MAX_NODES", "100000"))
+# Rate limits (per minute; 0 = off): failed authentications per client address, ingest
+# requests per source system.  Counted on Redis when REDIS_URL is set (mdm.ratelimit).
+AURUM_AUTH_FAILURES_PER_MINUTE = int(os.environ.get("AURUM_AUTH_FAILURES_PER_MINUTE", "20"))
+AURUM_INGEST_REQUESTS_PER_MINUTE = int(os.environ.get("AURUM_INGEST_REQUESTS_PER_MINUTE", "600"))
 AURUM_INGEST_CHUNK_SIZE = int(os.environ.get("AURUM_INGEST_CHUNK_SIZE", "5000"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = AURUM_MAX_REQUEST_BYTES
 
@@ -193,9 +229,12 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
         "json": {"()": "config.logs.JsonFormatter"},
     },
+    # Personal data, tokens and secrets never reach a log line (config.logs.ScrubFilter).
+    "filters": {"scrub": {"()": "config.logs.ScrubFilter"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
+            "filters": ["scrub"],
             # One JSON object a line (AURUM_LOG_FORMAT=json, the default) or plain text.
             "formatter": "plain" if os.environ.get("AURUM_LOG_FORMAT") == "plain" else "json",
         }
@@ -203,8 +242,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
+# Retention: history of retired golden records, deleted source records and erased people is
+# purged this many days after (manage.py purge_history; the beat task below, daily).
+AURUM_RETENTION_DAYS = int(os.environ.get("AURUM_RETENTION_DAYS", "730"))
+
 # Stored API responses are replayed for this long after the first request.
 AURUM_IDEMPOTENCY_HOURS = int(os.environ.get("AURUM_IDEMPOTENCY_HOURS", "72"))
+# API token lookups are cached per process this many seconds (0: off); see mdm/tokens.py.
+AURUM_TOKEN_CACHE_SECONDS = float(os.environ.get("AURUM_TOKEN_CACHE_SECONDS", "10"))
 
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "mdm.purge_idempotency_keys", "schedule": 3600.0},
@@ -217,6 +262,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(os.environ.get("AURUM_QUALITY_SCHEDULE_SECONDS", "3600")),
     },
     "sync-relay": {"task": "sync.relay", "schedule": 2.0},
+    "sync-purge-events": {"task": "sync.purge_events", "schedule": 3600.0},
+    "purge-history": {"task": "mdm.purge_history", "schedule": 86400.0},
+    "connectors-schedule": {"task": "mdm.connectors_schedule", "schedule": 15.0},
 }
 # A review task is due this many hours after it opens, unless its domain's ServiceLevel says.
 AURUM_REVIEW_DUE_HOURS = int(os.environ.get("AURUM_REVIEW_DUE_HOURS", "48"))
@@ -262,3 +310,37 @@ AURUM_SYNC_CIRCUIT_FAILURES = int(os.environ.get("AURUM_SYNC_CIRCUIT_FAILURES", 
 AURUM_SYNC_CIRCUIT_COOLDOWN = float(os.environ.get("AURUM_SYNC_CIRCUIT_COOLDOWN", "60"))
 # A delivery queued (or sending) longer than this lost its task: the relay queues it again.
 AURUM_SYNC_REQUEUE_AFTER = float(os.environ.get("AURUM_SYNC_REQUEUE_AFTER", "120"))
+# Deliveries one delivery task sends (one subscriber's, in seq order, one connection).
+AURUM_SYNC_BATCH_SIZE = int(os.environ.get("AURUM_SYNC_BATCH_SIZE", "100"))
+# Events older than this many days that every subscriber has received are deleted (hourly).
+AURUM_SYNC_EVENT_RETENTION_DAYS = float(os.environ.get("AURUM_SYNC_EVENT_RETENTION_DAYS", "30"))
+
+# --- Inbound connectors -----------------------------------------------------------------
+# Fernet key(s) for connector secrets (comma-separated: the first encrypts); empty: derived
+# from SECRET_KEY.
+AURUM_CONNECTOR_KEY = os.environ.get("AURUM_CONNECTOR_KEY", "")
+# A running connector renews its claim after every batch; a claim not renewed for this long
+# (its process died) is taken over by the next run.
+AURUM_CONNECTOR_LEASE_SECONDS = int(os.environ.get("AURUM_CONNECTOR_LEASE_SECONDS", "600"))
+# HTTP connectors: retries of a 429/5xx answer, the first back-off and its cap (seconds).
+AURUM_CONNECTOR_HTTP_RETRIES = int(os.environ.get("AURUM_CONNECTOR_HTTP_RETRIES", "5"))
+AURUM_CONNECTOR_HTTP_BACKOFF = float(os.environ.get("AURUM_CONNECTOR_HTTP_BACKOFF", "1"))
+AURUM_CONNECTOR_HTTP_BACKOFF_MAX = float(os.environ.get("AURUM_CONNECTOR_HTTP_BACKOFF_MAX", "60"))
+AURUM_CONNECTOR_HTTP_TIMEOUT = float(os.environ.get("AURUM_CONNECTOR_HTTP_TIMEOUT", "30"))
+
+# --- Matching engine ------------------------------------------------------------------
+# The full batch match runs on "duckdb" (one machine) or "spark" (Splink's Spark backend,
+# the `spark` extra); training and search-before-create always run on DuckDB.
+AURUM_MATCH_ENGINE = os.environ.get("AURUM_MATCH_ENGINE", "duckdb").strip().lower()
+# The Spark cluster: local[*] (this machine), spark://host:7077, yarn, k8s://https://host:443.
+AURUM_SPARK_MASTER = os.environ.get("AURUM_SPARK_MASTER", "local[*]")
+# More Spark properties, "key=value" separated by commas or newlines
+# (e.g. "spark.executor.memory=8g,spark.executor.cores=4,spark.sql.shuffle.partitions=400").
+AURUM_SPARK_CONF = dict(
+    item.split("=", 1)
+    for item in os.environ.get("AURUM_SPARK_CONF", "").replace("\n", ",").split(",")
+    if "=" in item
+)
+AURUM_SPARK_CONF = {key.strip(): value.strip() for key, value in AURUM_SPARK_CONF.items()}
+# Where Splink writes the intermediate tables of a Spark match: a path every executor reaches.
+AURUM_SPARK_CHECKPOINT_DIR = os.environ.get("AURUM_SPARK_CHECKPOINT_DIR", str(VAR_DIR / "spark"))

@@ -5,7 +5,8 @@
 
 Drives Debian's chromium through Playwright (never ``playwright install``).  Saves
 dashboard.png, queue.png, pair.png, golden.png, quarantine.png, quality.png and
-match-model.png next to this file.
+match-model.png next to this file, and relationships.png with ``--related ID`` (a golden
+record in a hierarchy, e.g. an ERP account with a parent).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--user", default="steward")
     parser.add_argument("--password", default="aurum-demo")
     parser.add_argument("--golden", type=int, help="the golden record to show (else the pair's)")
+    parser.add_argument("--related", type=int, help="a golden record in a hierarchy")
     args = parser.parse_args()
     executable = shutil.which("chromium")
     if not executable:
@@ -57,6 +59,10 @@ def main() -> None:
         if golden:
             page.goto(golden)
             shot("golden")
+        if args.related:
+            page.goto(f"/steward/golden/{args.related}/")
+            page.locator("#relationships").scroll_into_view_if_needed()
+            shot("relationships")
         page.goto("/steward/quarantine/")
         links = [a.get_attribute("href") or "" for a in page.locator("a.open-payload").all()]
         for link in links[:20]:  # the first payload with an error beside a field

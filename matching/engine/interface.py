@@ -6,9 +6,11 @@ match model as a ``MatchSpec`` (engine-neutral); the engine turns it into Splink
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
+
+import orjson
 
 from mdm.domains.match_spec import ComparisonKind, ComparisonSpec, MatchSpec
 
@@ -21,6 +23,7 @@ __all__ = [
     "MatchEngine",
     "MatchSpec",
     "ScoredPair",
+    "ScoredPairs",
     "TrainedModel",
 ]
 
@@ -74,6 +77,72 @@ class ScoredPair:
     contributions: tuple[Contribution, ...] = field(default=())
 
 
+class ScoredPairs(Sequence[ScoredPair]):
+    """Scored pairs held by column, for a full run over many records.
+
+    A sequence of :class:`ScoredPair` (each built on access, its contributions parsed from
+    JSON), and the columns themselves: ``left``, ``right``, ``match_probability``,
+    ``match_weight`` and ``contributions_json`` (each pair's contributions as the JSON
+    array of ``{"attribute", "level", "match_weight", "left", "right"}`` objects that
+    serialising its ``Contribution`` dataclasses gives).  Clustering and storing read the
+    columns: no Python object per pair.
+    """
+
+    __slots__ = ("contributions_json", "left", "match_probability", "match_weight", "right")
+
+    def __init__(
+        self,
+        *,
+        left: list[int],
+        right: list[int],
+        match_probability: list[float],
+        match_weight: list[float],
+        contributions_json: list[str],
+    ) -> None:
+        sizes = {len(left), len(right), len(match_probability), len(match_weight)}
+        if sizes | {len(contributions_json)} != {len(left)}:
+            raise ValueError("every column of ScoredPairs must have the same length")
+        self.left = left
+        self.right = right
+        self.match_probability = match_probability
+        self.match_weight = match_weight
+        self.contributions_json = contributions_json
+
+    def __len__(self) -> int:
+        return len(self.left)
+
+    def _pair(self, i: int) -> ScoredPair:
+        contributions = tuple(
+            Contribution(**item) for item in orjson.loads(self.contributions_json[i])
+        )
+        return ScoredPair(
+            self.left[i],
+            self.right[i],
+            self.match_probability[i],
+            self.match_weight[i],
+            contributions,
+        )
+
+    @overload
+    def __getitem__(self, index: int) -> ScoredPair: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ScoredPair]: ...
+
+    def __getitem__(self, index: int | slice) -> ScoredPair | list[ScoredPair]:
+        if isinstance(index, slice):
+            return [self._pair(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._pair(index)
+
+    def __iter__(self) -> Iterator[ScoredPair]:
+        for i in range(len(self)):
+            yield self._pair(i)
+
+
 class MatchEngine(Protocol):
     def train(
         self, spec: MatchSpec, records: Iterable[EngineRecord], *, seed: int = 42
@@ -86,7 +155,7 @@ class MatchEngine(Protocol):
         records: Iterable[EngineRecord],
         *,
         threshold: float,
-    ) -> list[ScoredPair]: ...
+    ) -> Sequence[ScoredPair]: ...
 
     def score_candidates(
         self,

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from mdm.api.serializers import GoldenRecordSerializer
+from mdm.api.serializers import GoldenRecordSerializer, StrictInputSerializer
 from mdm.models import GoldenOperation
 
 
@@ -15,7 +15,7 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="What went wrong and what to do.")
 
 
-class _ReasonMixin(serializers.Serializer):
+class _ReasonMixin(StrictInputSerializer):
     reason = serializers.CharField(
         max_length=2000, required=False, default="", allow_blank=True, help_text="Why (audit)."
     )

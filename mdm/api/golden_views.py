@@ -21,9 +21,10 @@ from rest_framework.views import APIView
 
 from mdm.api import golden_serializers as gs
 from mdm.api.errors import Conflict
+from mdm.api.masking import MaskPiiMixin
 from mdm.api.views import IdCursorPagination, _golden_queryset, domain_or_404
 from mdm.models import GoldenOperation, GoldenRecord
-from mdm.roles import IsSteward, IsViewer
+from mdm.roles import CanReadDomain, IsSteward, IsViewer
 from mdm.selectors import golden_record_as_of, golden_record_timeline, golden_records_visible
 from mdm.services.lifecycle import (
     GoldenConflictError,
@@ -162,7 +163,7 @@ class GoldenUndoView(APIView):
         )
 
 
-class GoldenOperationListView(generics.ListAPIView):
+class GoldenOperationListView(MaskPiiMixin, generics.ListAPIView):
     """Steward operations of a domain, newest first; ``?golden=ID`` for one golden record's."""
 
     serializer_class = gs.GoldenOperationSerializer
@@ -191,7 +192,7 @@ class GoldenOperationListView(generics.ListAPIView):
         return qs
 
 
-class GoldenOperationDetailView(generics.RetrieveAPIView):
+class GoldenOperationDetailView(MaskPiiMixin, generics.RetrieveAPIView):
     serializer_class = gs.GoldenOperationSerializer
     permission_classes = [IsViewer]
 
@@ -224,7 +225,9 @@ def golden_as_of_response(domain: str, pk: int, as_of: str) -> Response:
     return Response(gs.GoldenRecordAsOfSerializer(snapshot).data)
 
 
-class GoldenTimelineView(APIView):
+class GoldenTimelineView(MaskPiiMixin, APIView):
+    permission_classes = [CanReadDomain]
+
     @extend_schema(
         operation_id="golden_timeline",
         summary="Every version of a golden record: what changed, why and who (newest first)",

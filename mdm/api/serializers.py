@@ -9,6 +9,27 @@ from rest_framework import serializers
 from mdm.models import IngestRun, QuarantinedPayload, SourceRecord
 
 
+class StrictInputSerializer(serializers.Serializer):
+    """An input shape that refuses fields it does not know (400), so a caller cannot try to
+    set what the hub owns (ids, golden id, source system, status, version, actor...) and
+    believe it worked."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(k) for k in data if k not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name: [
+                            "Unknown or read-only field: the hub sets it, or it does not exist "
+                            f"here (expected: {', '.join(self.fields) or 'none'})."
+                        ]
+                        for name in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
 class RecordBatchInputSerializer(serializers.Serializer):
     records = serializers.ListField(
         child=serializers.DictField(),
@@ -144,14 +165,14 @@ class QuarantinedPayloadSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class QuarantineReplayInputSerializer(serializers.Serializer):
+class QuarantineReplayInputSerializer(StrictInputSerializer):
     payload = serializers.DictField(
         required=False,
         help_text="The corrected payload; omit it to replay the stored one unchanged.",
     )
 
 
-class QuarantineDiscardInputSerializer(serializers.Serializer):
+class QuarantineDiscardInputSerializer(StrictInputSerializer):
     reason = serializers.CharField(max_length=2000, allow_blank=False, trim_whitespace=True)
 
 
@@ -165,10 +186,21 @@ class DomainAttributeSerializer(serializers.Serializer):
     choices = serializers.ListField(child=serializers.CharField())
 
 
+class DomainRelationshipSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
+    inverse_label = serializers.CharField()
+    target = serializers.CharField(help_text="The domain of the records it links to.")
+    cardinality = serializers.CharField(help_text="one or many targets per record")
+    hierarchy = serializers.BooleanField(help_text="Cycles are refused.")
+    rule = serializers.CharField(help_text="Which target wins when sources disagree.")
+
+
 class DomainSerializer(serializers.Serializer):
     code = serializers.CharField()
     label = serializers.CharField()  # type: ignore[assignment]
     attributes = DomainAttributeSerializer(many=True)
+    relationships = DomainRelationshipSerializer(many=True)
 
 
 class GoldenMemberSerializer(serializers.Serializer):
@@ -198,7 +230,7 @@ class GoldenRecordSerializer(serializers.Serializer):
     )
 
 
-class MatchSearchInputSerializer(serializers.Serializer):
+class MatchSearchInputSerializer(StrictInputSerializer):
     attributes = serializers.DictField(
         help_text="The candidate, with the domain's attribute names."
     )

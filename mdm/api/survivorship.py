@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mdm.api.errors import Conflict
+from mdm.api.serializers import StrictInputSerializer
 from mdm.api.views import domain_or_404
 from mdm.models import SourceSystem, SurvivorshipJob, SurvivorshipRuleSet
 from mdm.roles import IsAdmin
@@ -48,7 +49,7 @@ class RuleSpecSerializer(serializers.Serializer):
     )
 
 
-class RuleSetUpdateSerializer(RuleSpecSerializer):
+class RuleSetUpdateSerializer(StrictInputSerializer, RuleSpecSerializer):
     version = serializers.IntegerField(
         min_value=0, help_text="The version you read (0 for the defaults); else 409."
     )

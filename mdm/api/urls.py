@@ -1,9 +1,46 @@
 from django.urls import path
 
-from mdm.api import golden_views, survivorship, views
+from mdm.api import connectors, erasure, golden_views, relationships, survivorship, tokens, views
 
 urlpatterns = [
+    path("connectors", connectors.ConnectorListView.as_view(), name="connectors"),
+    path("connectors/<slug:name>", connectors.ConnectorDetailView.as_view(), name="connector"),
+    path(
+        "connectors/<slug:name>/runs",
+        connectors.ConnectorRunListView.as_view(),
+        name="connector-runs",
+    ),
+    path(
+        "connectors/<slug:name>/run", connectors.ConnectorRunNowView.as_view(), name="connector-run"
+    ),
+    path(
+        "connectors/<slug:name>/pause",
+        connectors.ConnectorPauseView.as_view(),
+        name="connector-pause",
+    ),
+    path(
+        "connectors/<slug:name>/resume",
+        connectors.ConnectorResumeView.as_view(),
+        name="connector-resume",
+    ),
     path("domains", views.DomainListView.as_view(), name="domains"),
+    path("source-tokens", tokens.SourceTokenListView.as_view(), name="source-tokens"),
+    path(
+        "source-tokens/<slug:prefix>/rotate",
+        tokens.SourceTokenRotateView.as_view(),
+        name="source-token-rotate",
+    ),
+    path(
+        "source-tokens/<slug:prefix>/revoke",
+        tokens.SourceTokenRevokeView.as_view(),
+        name="source-token-revoke",
+    ),
+    path("user-tokens", tokens.UserTokenListView.as_view(), name="user-tokens"),
+    path(
+        "user-tokens/<slug:prefix>/revoke",
+        tokens.UserTokenRevokeView.as_view(),
+        name="user-token-revoke",
+    ),
     path("ingest-runs", views.IngestRunListView.as_view(), name="ingest-runs"),
     path("ingest-runs/<int:pk>", views.IngestRunDetailView.as_view(), name="ingest-run"),
     path("quarantine", views.QuarantineListView.as_view(), name="quarantine"),
@@ -31,6 +68,7 @@ urlpatterns = [
         survivorship.SurvivorshipJobView.as_view(),
         name="survivorship-job",
     ),
+    path("<slug:domain>/erasures", erasure.ErasureCollectionView.as_view(), name="erasures"),
     path("<slug:domain>/golden", views.GoldenRecordListView.as_view(), name="golden-list"),
     path("<slug:domain>/golden/<int:pk>", views.GoldenRecordDetailView.as_view(), name="golden"),
     path("<slug:domain>/golden/merge", golden_views.GoldenMergeView.as_view(), name="golden-merge"),
@@ -63,6 +101,31 @@ urlpatterns = [
         "<slug:domain>/golden/operations/<int:pk>/undo",
         golden_views.GoldenUndoView.as_view(),
         name="golden-undo",
+    ),
+    path(
+        "<slug:domain>/golden/<int:pk>/relationships",
+        relationships.GoldenRelationshipsView.as_view(),
+        name="golden-relationships",
+    ),
+    path(
+        "<slug:domain>/golden/<int:pk>/hierarchy",
+        relationships.GoldenHierarchyView.as_view(),
+        name="golden-hierarchy",
+    ),
+    path(
+        "<slug:domain>/relationships/<int:pk>",
+        relationships.RelationshipDetailView.as_view(),
+        name="relationship",
+    ),
+    path(
+        "<slug:domain>/relationships/<int:pk>/end",
+        relationships.RelationshipEndView.as_view(),
+        name="relationship-end",
+    ),
+    path(
+        "<slug:domain>/relationships/<int:pk>/reparent",
+        relationships.RelationshipReparentView.as_view(),
+        name="relationship-reparent",
     ),
     path("<slug:domain>/records", views.RecordCollectionView.as_view(), name="records"),
     path(

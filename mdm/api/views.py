@@ -13,7 +13,7 @@ from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
-from rest_framework import exceptions, generics, status
+from rest_framework import exceptions, generics, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -24,6 +24,7 @@ from mdm.api import serializers as s
 from mdm.api.authentication import SourcePrincipal, source_system_of
 from mdm.api.errors import Conflict, PayloadTooLarge
 from mdm.api.golden_serializers import GoldenRecordAsOfSerializer
+from mdm.api.masking import MaskPiiMixin
 from mdm.domains import UnknownDomainError, all_domains, get_domain
 from mdm.models import (
     Channel,
@@ -33,11 +34,13 @@ from mdm.models import (
     SourceRecord,
     SourceSystem,
 )
+from mdm.ratelimit import ingest_limit
 from mdm.readers import SourceRow
+from mdm.roles import CanReadDomain, IsSteward, IsViewerOrSource, Role, principal_domains
 from mdm.selectors import (
     MappingNotFoundError,
     golden_record_for_source_key,
-    golden_record_resolve,
+    golden_record_read,
     golden_records_visible,
     ingest_runs_visible,
     mapping_for,
@@ -76,17 +79,8 @@ class IsSourceSystem(IsAuthenticated):
         return isinstance(request.user, SourcePrincipal)
 
 
-class CanResolveQuarantine(IsAuthenticated):
+class CanResolveQuarantine(IsSteward):
     message = "You need the permission to resolve quarantined payloads (a steward or admin)."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(
-            user
-            and user.is_authenticated
-            and not isinstance(user, SourcePrincipal)
-            and user.has_perm("mdm.change_quarantinedpayload")
-        )
 
 
 def _check_size(request: Request) -> None:
@@ -109,7 +103,7 @@ class IdCursorPagination(CursorPagination):
     max_page_size = 1000
 
 
-class RecordCollectionView(generics.ListAPIView):
+class RecordCollectionView(MaskPiiMixin, generics.ListAPIView):
     """List source records (GET) or push one or a batch of the caller's records (POST)."""
 
     serializer_class = s.SourceRecordSerializer
@@ -118,7 +112,7 @@ class RecordCollectionView(generics.ListAPIView):
     def get_permissions(self) -> list[Any]:
         if self.request.method == "POST":
             return [IsSourceSystem()]
-        return [IsAuthenticated()]
+        return [CanReadDomain()]
 
     @extend_schema(
         operation_id="records_list",
@@ -145,6 +139,8 @@ class RecordCollectionView(generics.ListAPIView):
         super().initial(request, *args, **kwargs)
         if request.method == "POST":
             _check_size(request)
+            assert isinstance(request.user, SourcePrincipal)
+            ingest_limit(request.user.source_system.code)
 
     @extend_schema(
         operation_id="records_push",
@@ -160,7 +156,11 @@ class RecordCollectionView(generics.ListAPIView):
             OpenApiParameter("mapping", OpenApiTypes.STR, description="Mapping name to use."),
         ],
         request=s.RecordBatchInputSerializer,
-        responses={200: s.IngestResponseSerializer, 201: s.IngestResponseSerializer},
+        responses={
+            200: s.IngestResponseSerializer,
+            201: s.IngestResponseSerializer,
+            422: s.IngestResponseSerializer,
+        },
     )
     def post(self, request: Request, domain: str) -> Response:
         domain = domain_or_404(domain)
@@ -172,6 +172,14 @@ class RecordCollectionView(generics.ListAPIView):
         if single:
             records = [body]
         elif isinstance(body, dict):
+            extra = sorted(str(k) for k in body if k != "records")
+            if extra:
+                raise exceptions.ValidationError(
+                    {
+                        name: ['A batch body has only "records"; the hub sets the rest.']
+                        for name in extra
+                    }
+                )
             records = body.get("records")
             if not isinstance(records, list) or not records:
                 raise exceptions.ValidationError(
@@ -201,10 +209,14 @@ class RecordCollectionView(generics.ListAPIView):
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not (0 < len(key) <= 255):
             raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 characters."]})
+        try:
+            canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        except TypeError as exc:  # an integer beyond 64 bits, a lone surrogate in a string
+            raise exceptions.ValidationError(
+                {"records": [f"The body cannot be stored as JSON: {exc}."]}
+            ) from exc
         request_hash = hashlib.sha256(
-            request.get_full_path().encode()
-            + b"\n"
-            + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+            request.get_full_path().encode() + b"\n" + canonical
         ).hexdigest()
         if key:
             replay = _idempotent_replay(source_system, key, request_hash)
@@ -293,8 +305,15 @@ def _record_for(request: Request, domain: str, source_key: str) -> SourceRecord:
     return record
 
 
-class RecordDetailView(APIView):
+class RecordDetailView(MaskPiiMixin, APIView):
     """Read or delete (tombstone) one record by its source key."""
+
+    permission_classes = [CanReadDomain]
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "DELETE":
+            return [IsSourceSystem()]
+        return [CanReadDomain()]
 
     @extend_schema(
         operation_id="records_read",
@@ -327,7 +346,9 @@ class RecordDetailView(APIView):
         return Response(s.SourceRecordSerializer(record).data)
 
 
-class RecordHistoryView(APIView):
+class RecordHistoryView(MaskPiiMixin, APIView):
+    permission_classes = [CanReadDomain]
+
     @extend_schema(
         operation_id="records_history",
         summary="Every version of a source record, newest first",
@@ -346,9 +367,13 @@ class RecordHistoryView(APIView):
 class IngestRunListView(generics.ListAPIView):
     serializer_class = s.IngestRunSerializer
     pagination_class = IdCursorPagination
+    permission_classes = [IsViewerOrSource]
 
     def get_queryset(self) -> Any:
-        qs = ingest_runs_visible(source_system=source_system_of(self.request))
+        qs = ingest_runs_visible(
+            source_system=source_system_of(self.request),
+            domains=principal_domains(self.request.user),
+        )
         if self.request.query_params.get("domain"):
             qs = qs.filter(domain=self.request.query_params["domain"])
         return qs
@@ -356,17 +381,25 @@ class IngestRunListView(generics.ListAPIView):
 
 class IngestRunDetailView(generics.RetrieveAPIView):
     serializer_class = s.IngestRunSerializer
+    permission_classes = [IsViewerOrSource]
 
     def get_queryset(self) -> Any:
-        return ingest_runs_visible(source_system=source_system_of(self.request))
+        return ingest_runs_visible(
+            source_system=source_system_of(self.request),
+            domains=principal_domains(self.request.user),
+        )
 
 
-class QuarantineListView(generics.ListAPIView):
+class QuarantineListView(MaskPiiMixin, generics.ListAPIView):
     serializer_class = s.QuarantinedPayloadSerializer
     pagination_class = IdCursorPagination
+    permission_classes = [IsViewerOrSource]
 
     def get_queryset(self) -> Any:
-        qs = quarantine_visible(source_system=source_system_of(self.request))
+        qs = quarantine_visible(
+            source_system=source_system_of(self.request),
+            domains=principal_domains(self.request.user),
+        )
         params = self.request.query_params
         for name in ("status", "domain"):
             if params.get(name):
@@ -378,11 +411,24 @@ class QuarantineListView(generics.ListAPIView):
         return qs
 
 
-class QuarantineDetailView(generics.RetrieveAPIView):
+class QuarantineDetailView(MaskPiiMixin, generics.RetrieveAPIView):
     serializer_class = s.QuarantinedPayloadSerializer
+    permission_classes = [IsViewerOrSource]
 
     def get_queryset(self) -> Any:
-        return quarantine_visible(source_system=source_system_of(self.request))
+        return quarantine_visible(
+            source_system=source_system_of(self.request),
+            domains=principal_domains(self.request.user),
+        )
+
+
+def _quarantine_steward_or_404(request: Request, pk: int) -> None:
+    """A payload outside the caller's steward domains answers 404, like a missing one."""
+    visible = quarantine_visible(
+        source_system=None, domains=principal_domains(request.user, Role.STEWARD)
+    )
+    if not visible.filter(pk=pk).exists():
+        raise Http404("No such quarantined payload.")
 
 
 class QuarantineReplayView(APIView):
@@ -397,8 +443,7 @@ class QuarantineReplayView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = s.QuarantineReplayInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if not quarantine_visible(source_system=None).filter(pk=pk).exists():
-            raise Http404("No such quarantined payload.")
+        _quarantine_steward_or_404(request, pk)
         try:
             payload, result = quarantined_payload_replay(
                 payload_id=pk, data=data.validated_data.get("payload"), user=request.user
@@ -423,8 +468,7 @@ class QuarantineDiscardView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = s.QuarantineDiscardInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if not quarantine_visible(source_system=None).filter(pk=pk).exists():
-            raise Http404("No such quarantined payload.")
+        _quarantine_steward_or_404(request, pk)
         try:
             payload = quarantined_payload_discard(
                 payload_id=pk, reason=data.validated_data["reason"], user=request.user
@@ -453,6 +497,18 @@ class DomainListView(APIView):
                     }
                     for a in d.attributes
                 ],
+                "relationships": [
+                    {
+                        "code": r.code,
+                        "label": r.label,
+                        "inverse_label": r.inverse_label,
+                        "target": r.target,
+                        "cardinality": r.cardinality,
+                        "hierarchy": r.hierarchy,
+                        "rule": r.rule,
+                    }
+                    for r in d.relationships
+                ],
             }
             for d in all_domains()
         ]
@@ -468,8 +524,10 @@ def _golden_queryset(domain: str) -> Any:
     )
 
 
-class GoldenRecordListView(generics.ListAPIView):
+class GoldenRecordListView(MaskPiiMixin, generics.ListAPIView):
     """Golden records of a domain; ``?source=&source_key=`` looks one up by a source key."""
+
+    permission_classes = [CanReadDomain]
 
     serializer_class = s.GoldenRecordSerializer
     pagination_class = IdCursorPagination
@@ -505,7 +563,12 @@ class GoldenRecordListView(generics.ListAPIView):
         return qs.filter(status=status_filter)
 
 
-class GoldenRecordDetailView(APIView):
+_datetime = serializers.DateTimeField().to_representation
+
+
+class GoldenRecordDetailView(MaskPiiMixin, APIView):
+    permission_classes = [CanReadDomain]
+
     @extend_schema(
         operation_id="golden_read",
         summary="Read a golden record (a retired id answers with its survivor), now or as of "
@@ -530,13 +593,13 @@ class GoldenRecordDetailView(APIView):
             from mdm.api.golden_views import golden_as_of_response
 
             return golden_as_of_response(domain, pk, request.query_params["as_of"])
-        golden = _golden_queryset(domain).filter(pk=pk).first()
+        golden = golden_record_read(domain=domain, pk=pk)
         if golden is None:
             raise Http404(f"No {domain} golden record {pk}.")
-        survivor = golden_record_resolve(golden)
-        if survivor.pk != golden.pk:
-            survivor = _golden_queryset(domain).get(pk=survivor.pk)
-        data = s.GoldenRecordSerializer(survivor).data
-        if survivor.pk != golden.pk:
-            data["retired_id"] = golden.pk
-        return Response(data)
+        # The hot read: GoldenRecordSerializer's output (the schema above), built directly;
+        # DRF's field machinery cost more than the query (tests/mdm/test_api_golden_read.py).
+        golden["created_at"] = _datetime(golden["created_at"])
+        golden["updated_at"] = _datetime(golden["updated_at"])
+        for member in golden["members"]:
+            member["linked_at"] = _datetime(member["linked_at"])
+        return Response(golden)

@@ -15,6 +15,7 @@ from mdm.domains.base import (
     FieldError,
     NormalisationError,
     RecordContext,
+    RelationshipType,
     UnknownDomainError,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "FieldError",
     "NormalisationError",
     "RecordContext",
+    "RelationshipType",
     "UnknownDomainError",
     "all_domains",
     "domain_codes",

@@ -20,6 +20,7 @@ __all__ = [
     "NormalisationError",
     "Normaliser",
     "RecordContext",
+    "RelationshipType",
     "UnknownDomainError",
 ]
 
@@ -124,6 +125,45 @@ class Attribute:
             object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
 
 
+RELATIONSHIP_RULES = ("source_priority", "most_recent")
+
+
+@dataclass(frozen=True)
+class RelationshipType:
+    """A kind of link from a record of one domain to a record of ``target`` (a domain code).
+
+    Source records name their target by its key in the same source system (the mapping's
+    ``[references]``); the hub resolves it to golden ids through the cross-reference.
+    ``cardinality`` is how many targets one golden record may have: "one" (a parent, an
+    employer) or "many".  With "one", when the members of a golden record disagree, ``rule``
+    decides: "source_priority" (the most trusted source, then the newest) or "most_recent"
+    (the newest record, then the most trusted).  ``hierarchy`` types refuse cycles; they need
+    ``cardinality="one"`` and a target in the same domain.
+    """
+
+    code: str
+    label: str
+    target: str
+    cardinality: Literal["one", "many"] = "one"
+    hierarchy: bool = False
+    rule: Literal["source_priority", "most_recent"] = "source_priority"
+    inverse_label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.code.isidentifier():
+            raise ValueError(f"relationship type {self.code!r} must be a Python identifier")
+        if self.cardinality not in ("one", "many"):
+            raise ValueError(f"relationship {self.code!r}: cardinality must be 'one' or 'many'")
+        if self.rule not in RELATIONSHIP_RULES:
+            raise ValueError(
+                f"relationship {self.code!r}: rule must be one of {', '.join(RELATIONSHIP_RULES)}"
+            )
+        if self.hierarchy and self.cardinality != "one":
+            raise ValueError(f"hierarchy {self.code!r} must have cardinality 'one' (one parent)")
+        if not self.inverse_label:
+            object.__setattr__(self, "inverse_label", f"{self.label} (inverse)")
+
+
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
@@ -159,6 +199,8 @@ class Domain:
     # (``{"rules": {attribute or group: {"strategy": ...}}}``); unset units get the built-in
     # default (source priority, then most recent, most frequent, most complete).
     survivorship: Mapping[str, Any] | None = field(default=None, compare=False)
+    # The links a record of this domain may have to other records (see RelationshipType).
+    relationships: tuple[RelationshipType, ...] = field(default=(), compare=False)
     _by_name: dict[str, Attribute] = field(init=False, repr=False, compare=False)
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _steps: tuple[tuple[str, Normaliser], ...] = field(init=False, repr=False, compare=False)
@@ -172,6 +214,14 @@ class Domain:
         for name in (*(n for group in self.required_any for n in group), *self.display_attributes):
             if name not in by_name:
                 raise ValueError(f"domain {self.code} refers to undeclared attribute {name!r}")
+        codes = [r.code for r in self.relationships]
+        if len(codes) != len(set(codes)):
+            raise ValueError(f"domain {self.code} declares a relationship type twice")
+        for rel in self.relationships:
+            if rel.hierarchy and rel.target != self.code:
+                raise ValueError(f"hierarchy {rel.code!r} must point to domain {self.code}")
+            if rel.code in by_name:
+                raise ValueError(f"relationship {rel.code!r} has an attribute's name")
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_names", tuple(by_name))
         object.__setattr__(self, "_steps", tuple((a.name, a.normalise) for a in self.attributes))
@@ -179,6 +229,16 @@ class Domain:
     @property
     def attribute_names(self) -> tuple[str, ...]:
         return self._names
+
+    def relationship(self, code: str) -> RelationshipType:
+        """The relationship type ``code``; KeyError naming the declared ones."""
+        for rel in self.relationships:
+            if rel.code == code:
+                return rel
+        known = ", ".join(r.code for r in self.relationships) or "none"
+        raise KeyError(
+            f"unknown relationship type {code!r} for domain {self.code}; expected one of: {known}"
+        )
 
     def attribute(self, name: str) -> Attribute:
         try:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mdm.domains import normalisers as n
-from mdm.domains.base import Attribute, Domain
+from mdm.domains.base import Attribute, Domain, RelationshipType
 from mdm.domains.common import address_attributes
 from mdm.domains.match_spec import ComparisonSpec, MatchSpec
 
@@ -98,6 +98,24 @@ DOMAIN = Domain(
     display_attributes=("full_name", "given_name", "family_name", "organisation_name"),
     display=display_name,
     survivorship=SURVIVORSHIP,
+    relationships=(
+        # A contact (a person) works for an organisation; a person may work for several.
+        RelationshipType(
+            "works_for", "Works for", "customer", cardinality="many", inverse_label="Employs"
+        ),
+        # An account rolls up to its parent company: one parent, no cycles.
+        RelationshipType(
+            "child_of", "Child of", "customer", hierarchy=True, inverse_label="Parent of"
+        ),
+        # A household moves together: the latest statement of it wins.
+        RelationshipType(
+            "member_of_household",
+            "Member of household",
+            "customer",
+            rule="most_recent",
+            inverse_label="Household of",
+        ),
+    ),
     # The default match model. People are compared on their names (term-frequency
     # adjusted: a shared "Smith" says less than a shared "Vollbrecht"), birth date and
     # contact points; organisations on their name without legal form and their tax id.

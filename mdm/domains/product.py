@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mdm.domains import normalisers as n
-from mdm.domains.base import Attribute, Domain
+from mdm.domains.base import Attribute, Domain, RelationshipType
 from mdm.domains.match_spec import ComparisonSpec, MatchSpec
 
 # A price means nothing without its currency, nor a length without its width and height:
@@ -78,6 +78,11 @@ DOMAIN = Domain(
     display_attributes=("title", "brand", "mpn", "gtin"),
     display=display_name,
     survivorship=SURVIVORSHIP,
+    relationships=(
+        RelationshipType(
+            "variant_of", "Variant of", "product", hierarchy=True, inverse_label="Variants"
+        ),
+    ),
     # The default match model: GTIN and part number (compact, so "TK-800-B" is "TK800B")
     # nearly decide it; brand, title words and category weigh in where they are missing, as
     # on marketplace duplicates without a GTIN. The price is left out on purpose: the same

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mdm.domains import normalisers as n
-from mdm.domains.base import Attribute, Domain
+from mdm.domains.base import Attribute, Domain, RelationshipType
 from mdm.domains.common import address_attributes
 from mdm.domains.match_spec import ComparisonSpec, MatchSpec
 
@@ -43,6 +43,11 @@ DOMAIN = Domain(
     # "ACME G.m.b.H." agree; the trading name stands in where it is missing), the registry
     # and bank identifiers, the address and the contact's e-mail. Any one identifier, the
     # name or the postcode brings a pair to scoring.
+    relationships=(
+        RelationshipType(
+            "subsidiary_of", "Subsidiary of", "supplier", hierarchy=True, inverse_label="Parent of"
+        ),
+    ),
     match=MatchSpec(
         comparisons=(
             ComparisonSpec("legal_name", "organisation", term_frequency=True),

@@ -10,7 +10,7 @@ A new golden record is inserted with its survived attributes (one row, one histo
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from mdm.domains import get_domain
 from mdm.domains.base import Domain
 from mdm.models import CrossReference, GoldenRecord, SourceSystem
 from mdm.selectors import live_record_rows
+from mdm.services.relationships import relationships_recompute
 from mdm.survivorship import Member, survive, survivorship_rules_active
 
 BATCH = 900  # ids per IN (...) query: below SQLite's parameter limit
@@ -87,22 +88,33 @@ def _links_of_goldens(
     return links
 
 
-def _members(domain: str, record_ids: list[int]) -> dict[int, Member]:
-    """The live records among ``record_ids`` as survivorship sees them, by record id."""
-    if not record_ids:
-        return {}
+# The columns of a source record survivorship reads (see ``members_from_rows``).
+MEMBER_COLUMNS = (
+    "id",
+    "source_system_id",
+    "source_key",
+    "source_updated_at",
+    "received_at",
+    "attributes",
+)
+
+
+def members_from_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Member]:
+    """Members from rows of ``MEMBER_COLUMNS`` (``live_record_rows``), in their order."""
     systems = {
         pk: (code, priority)
         for pk, code, priority in SourceSystem.objects.values_list("pk", "code", "priority")
     }
-    columns = (
-        "id",
-        "source_system_id",
-        "source_key",
-        "source_updated_at",
-        "received_at",
-        "attributes",
-    )
+    for rid, system, key, updated, received, attributes in rows:
+        code, priority = systems[system]
+        yield Member(rid, code, key, priority, updated or received, attributes)
+
+
+def _members(domain: str, record_ids: list[int]) -> dict[int, Member]:
+    """The live records among ``record_ids`` as survivorship sees them, by record id."""
+    if not record_ids:
+        return {}
+    columns = MEMBER_COLUMNS
     if len(record_ids) > DOMAIN_READ_AT:
         wanted = set(record_ids)
         rows: Iterable[tuple[Any, ...]] = (
@@ -110,11 +122,7 @@ def _members(domain: str, record_ids: list[int]) -> dict[int, Member]:
         )
     else:
         rows = live_record_rows(domain=domain, columns=columns, ids=record_ids)
-    members: dict[int, Member] = {}
-    for rid, system, key, updated, received, attributes in rows:
-        code, priority = systems[system]
-        members[rid] = Member(rid, code, key, priority, updated or received, attributes)
-    return members
+    return {member.record_id: member for member in members_from_rows(rows)}
 
 
 def _current_goldens(golden_ids: list[int], *, lock: bool) -> dict[int, tuple[Any, ...]]:
@@ -166,6 +174,7 @@ def golden_records_apply_clusters(
     clusters: Mapping[int, Hashable],
     linked_by: str = CrossReference.LinkedBy.MATCH,
     reason: str = "match",
+    live: Mapping[int, Member] | None = None,
 ) -> ApplyResult:
     """Make golden records follow ``clusters`` (source record id -> cluster key).
 
@@ -178,6 +187,9 @@ def golden_records_apply_clusters(
     every golden record whose members changed are rebuilt by survivorship, with history; a
     new golden record is written once, with its attributes (history reason "<reason>: new").
     Atomic; safe to repeat (a second call with the same clusters changes nothing).
+
+    ``live``: every live record of the domain as survivorship sees them, when the caller
+    has just read them (a full run, with nothing changed since); read here otherwise.
     """
     dom = get_domain(domain)
     now = timezone.now()
@@ -240,7 +252,8 @@ def golden_records_apply_clusters(
         affected.difference_update(retired_ids)
         needed = [r for k in new_keys for r in members[k]]
         needed += [r for k, g in golden_of.items() if g in affected for r in members[k]]
-        live = _members(dom.code, needed)
+        if live is None:
+            live = _members(dom.code, needed)
 
         new_rows = []
         rules = survivorship_rules_active(domain=dom.code)
@@ -304,6 +317,10 @@ def golden_records_apply_clusters(
         changed = _write_rebuilt(dom, members_of, live, reason=reason, now=now)
         if len(new_rows) + len(new_links) + len(moved) >= ANALYZE_AT:
             bulk.table_analyze(GoldenRecord, CrossReference)
+        # Links follow their records: from and to every golden record whose members changed.
+        relationships_recompute(
+            golden_ids=sorted(affected | set(retired_ids) | set(new_ids)), reason=reason, when=now
+        )
     return ApplyResult(
         created=len(new_rows),
         changed=changed,
@@ -330,4 +347,7 @@ def golden_records_rebuild(
         for rid, gid in _links_of_goldens(dom.code, sorted(set(golden_ids))):
             members_of[gid].append(rid)
         live = _members(dom.code, [r for rids in members_of.values() for r in rids])
-        return _write_rebuilt(dom, members_of, live, reason=reason, now=now)
+        changed = _write_rebuilt(dom, members_of, live, reason=reason, now=now)
+        # A changed member may name another parent; a deleted one no longer names any.
+        relationships_recompute(golden_ids=golden_ids, reason=reason, when=now)
+        return changed

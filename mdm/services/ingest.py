@@ -15,6 +15,7 @@ The contract, for every entry point here:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import multiprocessing
 import time
@@ -37,17 +38,21 @@ from mdm.bulk import RecordRow
 from mdm.domains.base import FieldError
 from mdm.mapping import CompiledMapping, RowMeta
 from mdm.models import (
+    STEWARD_SOURCE,
     Channel,
+    CrossReference,
     IngestRun,
     QuarantinedPayload,
     RecordChange,
     SourceMapping,
     SourceRecord,
+    SourceReference,
     SourceSystem,
 )
 from mdm.parallel import Normalised, normalise_rows, worker_init, worker_normalise
 from mdm.readers import SourceRow, detect_format, line_label, open_rows
-from mdm.services.quality import quality_check_notify
+from mdm.services.quality import quality_check_notify, quality_task_open
+from mdm.services.relationships import source_references_replace
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +224,7 @@ class _Pending:
     updated_at: datetime | None
     deleted: bool
     digest: str
+    references: tuple[tuple[str, str], ...] = ()
 
 
 class _Retry(Exception):
@@ -285,12 +291,14 @@ class _Plan:
     to_update: list[tuple[_Pending, RecordRow, str]]
     now: datetime
     fingerprint: str
+    # The mapping can carry references (relationship type, target key) per row.
+    references: bool = False
 
 
 def _classify(run: IngestRun, mapping: CompiledMapping, rows: list[_Item]) -> _Plan:
     """Decide per row: reject, unchanged, stale, tombstone, or needs normalising."""
     domain = mapping.domain
-    plan = _Plan([], [], [], [], [], timezone.now(), mapping.fingerprint)
+    plan = _Plan([], [], [], [], [], timezone.now(), mapping.fingerprint, mapping.has_references)
     pending: list[_Pending] = []
     for index, row, meta in rows:
         if row.data is None or meta is None:
@@ -303,7 +311,15 @@ def _classify(run: IngestRun, mapping: CompiledMapping, rows: list[_Item]) -> _P
         assert meta.source_key is not None
         digest = content_hash(mapping.fingerprint, row.data)
         pending.append(
-            _Pending(index, row, meta.source_key, meta.source_updated_at, meta.deleted, digest)
+            _Pending(
+                index,
+                row,
+                meta.source_key,
+                meta.source_updated_at,
+                meta.deleted,
+                digest,
+                meta.references,
+            )
         )
 
     existing = _existing(run.source_system_id, domain.code, [p.key for p in pending])
@@ -395,6 +411,9 @@ def _write(plan: _Plan, run: IngestRun, user: Any, quarantine_rejects: bool) -> 
             _lock_and_check([(_pk(rec), rec.version - 1) for _, rec, _ in to_update])
         quarantine_ids = _quarantine(plan, run, user, reason) if quarantine_rejects else {}
         bulk.records_create([r for _, r in to_create], history_date=now, reason=reason, user=user)
+        updated = [(p.key, rec) for p, rec, status in to_update if status == UPDATED]
+        if updated:
+            steward_conflicts_check(run=run, updated=updated)
         bulk.records_update(
             [r for _, r, _ in to_update], history_date=now, reason=reason, user=user
         )
@@ -403,6 +422,7 @@ def _write(plan: _Plan, run: IngestRun, user: Any, quarantine_rejects: bool) -> 
             (r.pk, delete if status == DELETED else upsert) for _, r, status in to_update if r.pk
         ]
         bulk.changes_create(changes, domain=run.domain, when=now)
+        _write_references(plan, run)
 
     for index, row, key, reasons in rejects:
         results.append(
@@ -420,6 +440,33 @@ def _write(plan: _Plan, run: IngestRun, user: Any, quarantine_rejects: bool) -> 
     for p, record, status in to_update:
         results.append(RowResult(p.index, p.row.line, p.key, status, record.pk, record.version))
     return results
+
+
+def _write_references(plan: _Plan, run: IngestRun) -> None:
+    """Replace the references of the records written (set-based; none for most mappings)."""
+    updated = [r.pk for _, r, status in plan.to_update if status == UPDATED and r.pk]
+    if not plan.references:
+        if (
+            updated
+            and SourceReference.objects.filter(source_system_id=run.source_system_id).exists()
+        ):
+            # A mapping that no longer declares references: the records' old ones go.
+            source_references_replace(
+                source_system_id=run.source_system_id,
+                domain=run.domain,
+                references={},
+                replace=updated,
+            )
+        return
+    written = [(p, r) for p, r in plan.to_create] + [
+        (p, r) for p, r, status in plan.to_update if status == UPDATED
+    ]
+    source_references_replace(
+        source_system_id=run.source_system_id,
+        domain=run.domain,
+        references={r.pk: p.references for p, r in written if r.pk and p.references},
+        replace=updated,
+    )
 
 
 def _quarantine(plan: _Plan, run: IngestRun, user: Any, reason: str) -> dict[int, int]:
@@ -563,6 +610,148 @@ def _lock_and_check(expected: list[tuple[int, int]]) -> None:
                 raise _Retry(pk)
 
 
+# --- steward corrections a source disagrees with ---------------------------------------------
+
+STEWARD_CONFLICT_RULE = "source disagrees with a steward correction"
+
+
+def steward_conflicts_check(*, run: IngestRun, updated: Sequence[tuple[str, RecordRow]]) -> int:
+    """Open a task for each updated record whose golden record a steward corrected, when the
+    source now sends, for a corrected attribute, a new value that differs from the steward's.
+
+    The steward's value stays (the ``aurum-steward`` source outranks every source under the
+    default rules); the task (a data-quality exception, through the openers the steward queue
+    registers: mdm imports no other app) makes the disagreement visible.  Called inside the
+    ingest transaction before the records are written, so the stored attributes are the old
+    ones.  Two queries for a chunk without corrections; safe to repeat (one open task per
+    record).  Returns the number of records with a disagreement.
+    """
+    ids = [r.pk for _, r in updated if r.pk is not None]
+    steward = (
+        SourceRecord.objects.filter(
+            source_system__code=STEWARD_SOURCE,
+            domain=run.domain,
+            is_deleted=False,
+            xref__golden__members__record_id__in=ids,
+        )
+        .values_list("xref__golden_id", "attributes")
+        .distinct()
+    )
+    corrections = {golden: attrs for golden, attrs in steward if attrs}
+    if not corrections:
+        return 0
+    golden_of = dict(
+        CrossReference.objects.filter(
+            record_id__in=ids, golden_id__in=list(corrections)
+        ).values_list("record_id", "golden_id")
+    )
+    old = dict(SourceRecord.objects.filter(pk__in=list(golden_of)).values_list("pk", "attributes"))
+    found = 0
+    for key, record in updated:
+        golden = golden_of.get(record.pk or 0)
+        if golden is None:
+            continue
+        before = old.get(record.pk or 0, {})
+        disputed = {
+            name: {
+                "steward_value": value,
+                "source_value": record.attributes.get(name),
+                "previous_source_value": before.get(name),
+            }
+            for name, value in corrections[golden].items()
+            if record.attributes.get(name) is not None
+            and record.attributes.get(name) != value
+            and record.attributes.get(name) != before.get(name)
+        }
+        if not disputed:
+            continue
+        found += 1
+        quality_task_open(
+            domain=run.domain,
+            record_id=record.pk or 0,
+            rule=STEWARD_CONFLICT_RULE,
+            details={
+                "golden_id": golden,
+                "source": run.source_system.code,
+                "source_key": key,
+                "ingest_run": run.pk,
+                "attributes": disputed,
+                "message": (
+                    f"{run.source_system.code} sent "
+                    + ", ".join(f"{name} = {d['source_value']!r}" for name, d in disputed.items())
+                    + f" for {key}; golden record {golden} keeps the steward's "
+                    + ", ".join(f"{name} = {d['steward_value']!r}" for name, d in disputed.items())
+                ),
+            },
+        )
+    return found
+
+
+# --- records gone from the source (full key comparison) ---------------------------------------
+
+
+def source_records_tombstone_missing(
+    *, run: IngestRun, present_keys: set[str], user: Any = None
+) -> list[RowResult]:
+    """Tombstone the run's source-system records of its domain whose keys the source no
+    longer holds (a full key comparison), set-based, in one transaction.
+
+    Safe to repeat: a tombstone is not tombstoned again.  A key that comes back later is
+    a changed record (live again) on its next ingest.
+    """
+    live = list(
+        SourceRecord.objects.filter(
+            source_system_id=run.source_system_id, domain=run.domain, is_deleted=False
+        ).values_list("source_key", "id", "version")
+    )
+    missing = [(key, pk, version) for key, pk, version in live if key not in present_keys]
+    if not missing:
+        return []
+    now = timezone.now()
+    reason = (
+        f"{run.channel} ingest run {run.pk} from {run.source_system.code}: gone from the source"
+    )
+    results: list[RowResult] = []
+    with transaction.atomic():
+        for start in range(0, len(missing), 5000):
+            part = missing[start : start + 5000]
+            _lock_and_check([(pk, version) for _, pk, version in part])
+            stored = {
+                pk: (attributes, raw, digest, updated_at)
+                for pk, attributes, raw, digest, updated_at in SourceRecord.objects.filter(
+                    id__in=[pk for _, pk, _ in part]
+                ).values_list("id", "attributes", "raw", "content_hash", "source_updated_at")
+            }
+            rows = [
+                RecordRow(
+                    pk,
+                    run.source_system_id,
+                    run.domain,
+                    key,
+                    stored[pk][0],
+                    stored[pk][1],
+                    stored[pk][2],
+                    version + 1,
+                    now,
+                    stored[pk][3],
+                    True,
+                    now,
+                    run.pk,
+                )
+                for key, pk, version in part
+            ]
+            bulk.records_update(rows, history_date=now, reason=reason, user=user)
+            bulk.changes_create(
+                [(pk, RecordChange.Kind.DELETE.value) for _, pk, _ in part],
+                domain=run.domain,
+                when=now,
+            )
+            results.extend(
+                RowResult(-1, None, key, DELETED, pk, version + 1) for key, pk, version in part
+            )
+    return results
+
+
 # --- whole files ------------------------------------------------------------------------
 
 
@@ -645,6 +834,40 @@ def _chunks(rows: Iterable[SourceRow], size: int) -> Iterator[list[SourceRow]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def source_records_ingest_chunks(
+    *,
+    run: IngestRun,
+    mapping: CompiledMapping,
+    chunks: Iterable[list[SourceRow]],
+    counts: Counts,
+    label: str = "line",
+    user: Any = None,
+    on_chunk: Callable[[], None] | None = None,
+    parallel_min_rows: int = 2000,
+) -> None:
+    """Apply a stream of chunks for ``run`` (one transaction each), adding to ``counts`` and
+    the run's stored counts, calling ``on_chunk`` after each committed chunk.
+
+    With ``AURUM_INGEST_WORKERS`` > 0 and a first chunk of at least ``parallel_min_rows``
+    rows (a large load: worth starting worker processes), the next chunk is mapped and
+    normalised in the workers while the current one is written (the same outcome as one by
+    one).  Safe to repeat: a repeat finds every row unchanged.
+    """
+    workers = settings.AURUM_INGEST_WORKERS
+    tick = on_chunk or (lambda: None)
+    stream = iter(chunks)
+    first = next(stream, None)
+    if first is None:
+        return
+    chunks = itertools.chain([first], stream)
+    if workers > 0 and len(first) >= parallel_min_rows:
+        _ingest_pipelined(run, mapping, iter(chunks), counts, label, user, workers, tick)
+        return
+    for chunk in chunks:
+        _file_chunk(run, mapping, chunk, counts, label, user)
+        tick()
 
 
 @dataclass

@@ -35,6 +35,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
+from mdm.audit.services import audit_record
 from mdm.domains import UnknownDomainError, get_domain
 from mdm.models import (
     STEWARD_SOURCE,
@@ -46,6 +47,7 @@ from mdm.models import (
 )
 from mdm.services.golden import golden_records_rebuild
 from mdm.services.locks import golden_domain_lock
+from mdm.services.relationships import relationships_recompute
 
 MUST = "must_link"
 CANNOT = "cannot_link"
@@ -333,6 +335,8 @@ def _finish(
         status=GoldenRecord.Status.ACTIVE, survivor=None, retired_at=None
     )
     golden_records_rebuild(domain=domain, golden_ids=active, reason=reason, when=when)
+    # Links of and to the retired ones move to their survivors (the active ones are done).
+    relationships_recompute(golden_ids=[o.pk for o in retired], reason=reason, when=when)
     stale = [
         g
         for g in GoldenRecord.objects.filter(pk__in=active).order_by("pk")
@@ -398,6 +402,19 @@ def _save_operation(
         **(extra or {}),
     }
     op.save()
+    audit_record(
+        action=f"golden.{op.kind}",
+        actor=op.actor,
+        target_type="golden_record",
+        target_id=target if target is not None else (op.golden_ids[0] if op.golden_ids else None),
+        domain=op.domain,
+        detail={
+            "operation": op.pk,
+            "golden_ids": op.golden_ids,
+            **({"undoes": op.undoes_id} if op.undoes_id else {}),
+        },
+        when=op.created_at,
+    )
     return op
 
 

@@ -49,6 +49,13 @@ def quality_task_closer_register(closer: TaskCloser) -> None:
         _task_closers.append(closer)
 
 
+def quality_task_open(*, domain: str, record_id: int, rule: str, details: dict[str, Any]) -> None:
+    """Hand one record to the registered task openers (the steward queue opens a data-quality
+    exception, one open task per record and rule).  Without a registered opener, nothing."""
+    for opener in _task_openers:
+        opener(domain, record_id, rule, details)
+
+
 def quality_check_notify(*, ingest_run_id: int) -> None:
     """After commit, queue the rules over an ingest run's records (by task name).  A lost
     message only delays the check: the scheduled whole-domain run finds the same failures."""

@@ -23,6 +23,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
+from mdm.audit.services import audit_record
 from mdm.domains import get_domain
 from mdm.models import (
     GoldenRecord,
@@ -132,10 +133,20 @@ def survivorship_rules_update(
             row.comment = comment
             row.updated_by = actor if getattr(actor, "pk", None) else None
             row._history_user = row.updated_by  # type: ignore[attr-defined]
-            row._change_reason = comment or f"survivorship rules v{row.version}"  # type: ignore[attr-defined]
+            # The history's reason column holds 100 characters; the full comment is on the row.
+            reason = comment or f"survivorship rules v{row.version}"
+            row._change_reason = reason[:100]  # type: ignore[attr-defined]
             row.save()
             job = SurvivorshipJob.objects.create(
                 domain=dom.code, rule_version=row.version, created_by=row.updated_by
+            )
+            audit_record(
+                action="survivorship.rules_update",
+                actor=actor,
+                target_type="survivorship_rules",
+                target_id=dom.code,
+                domain=dom.code,
+                detail={"version": row.version, "job": job.pk},
             )
             transaction.on_commit(lambda: _send(job.pk))
     except IntegrityError as exc:  # two first saves of one domain at once
@@ -438,8 +449,9 @@ def _write_copy(
                     (gid, version, dumps(attributes).decode(), dumps(provenance).decode())
                 )
         cursor.execute(
+            # The identifiers come from the models; every value is a parameter.
+            "WITH updated AS ("  # noqa: S608  # nosec B608
             f"""
-            WITH updated AS (
                 UPDATE {table} g
                 SET attributes = u.attributes, provenance = u.provenance,
                     version = g.version + 1, updated_at = %s
@@ -451,7 +463,7 @@ def _write_copy(
             INSERT INTO {history_table} ({columns}, history_date, history_change_reason,
                                          history_type, history_user_id)
             SELECT {columns}, %s, %s, '~', %s FROM updated
-            """,  # noqa: S608 - table names from the models, values as parameters
+            """,
             [now, now, reason, getattr(user, "pk", None)],
         )
         written = cursor.rowcount

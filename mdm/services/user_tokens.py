@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
+from mdm import tokens
+from mdm.audit.services import audit_record
 from mdm.models import UserToken
 from mdm.services.sources import hash_secret
 
@@ -24,22 +28,46 @@ class IssuedUserToken:
     secret: str  # shown once; only its hash is stored
 
 
-def user_token_issue(*, user: Any, name: str = "default") -> IssuedUserToken:
-    """Issue a new API token for ``user``.  Not idempotent: each call makes a new token."""
+def user_token_issue(
+    *, user: Any, name: str = "default", expires_at: datetime | None = None, actor: Any = None
+) -> IssuedUserToken:
+    """Issue a new API token for ``user`` (optionally expiring).  Not idempotent: each call
+    makes a new token."""
     prefix = secrets.token_hex(4)
     secret = f"{USER_TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    token = UserToken.objects.create(
-        user=user, name=name, prefix=prefix, secret_hash=hash_secret(secret)
-    )
+    with transaction.atomic():
+        token = UserToken.objects.create(
+            user=user,
+            name=name,
+            prefix=prefix,
+            secret_hash=hash_secret(secret),
+            expires_at=expires_at,
+        )
+        audit_record(
+            action="user_token.issued",
+            actor=actor,
+            target_type="user_token",
+            target_id=prefix,
+            detail={"user": user.get_username()},
+        )
     return IssuedUserToken(token, secret)
 
 
-def user_token_revoke(*, token: UserToken) -> UserToken:
+def user_token_revoke(*, token: UserToken, actor: Any = None) -> UserToken:
     """Revoke a token; later requests with it get 401.  Safe to repeat."""
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
-    return token
+    with transaction.atomic():
+        locked = UserToken.objects.select_for_update().get(pk=token.pk)
+        if locked.revoked_at is None:
+            locked.revoked_at = timezone.now()
+            locked.save(update_fields=["revoked_at"])
+            audit_record(
+                action="user_token.revoked",
+                actor=actor,
+                target_type="user_token",
+                target_id=locked.prefix,
+            )
+    tokens.forget("user", locked.secret_hash)
+    return locked
 
 
 def user_token_authenticate(secret: str) -> UserToken | None:
@@ -53,6 +81,8 @@ def user_token_authenticate(secret: str) -> UserToken | None:
         .first()
     )
     if token is None or not secrets.compare_digest(token.secret_hash, hash_secret(secret)):
+        return None
+    if token.expires_at is not None and token.expires_at <= timezone.now():
         return None
     if not token.user.is_active:
         return None

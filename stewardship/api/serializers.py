@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from mdm.api.serializers import StrictInputSerializer
 from stewardship.models import ReviewTask
 from stewardship.selectors import sees_pii
 
@@ -56,12 +57,12 @@ class ReviewTaskSerializer(serializers.ModelSerializer):
         return data
 
 
-class DecideInputSerializer(serializers.Serializer):
+class DecideInputSerializer(StrictInputSerializer):
     decision = serializers.ChoiceField(choices=["merge", "not_a_match", "skip", "resolved"])
     comment = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class BulkDecideInputSerializer(serializers.Serializer):
+class BulkDecideInputSerializer(StrictInputSerializer):
     task_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=1000
     )
@@ -74,5 +75,5 @@ class BulkDecideOutputSerializer(serializers.Serializer):
     refused = serializers.DictField(child=serializers.CharField())
 
 
-class AssignInputSerializer(serializers.Serializer):
+class AssignInputSerializer(StrictInputSerializer):
     assignee_id = serializers.IntegerField(allow_null=True)

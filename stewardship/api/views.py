@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mdm.api.errors import Conflict
+from mdm.api.masking import MaskPiiMixin
 from mdm.roles import IsSteward, IsViewer
 from stewardship import selectors as sel
 from stewardship import services
@@ -35,7 +36,7 @@ def _raise(exc: services.TaskError) -> None:
     raise exceptions.ValidationError({"detail": [str(exc)]}) from exc
 
 
-class ReviewTaskListView(generics.ListAPIView):
+class ReviewTaskListView(MaskPiiMixin, generics.ListAPIView):
     """Open review tasks of a queue (`kind`), with the workspace's filters and sorts."""
 
     permission_classes = [IsViewer]
@@ -54,7 +55,7 @@ class ReviewTaskListView(generics.ListAPIView):
         )
 
 
-class ReviewTaskDetailView(generics.RetrieveAPIView):
+class ReviewTaskDetailView(MaskPiiMixin, generics.RetrieveAPIView):
     permission_classes = [IsViewer]
     serializer_class = s.ReviewTaskSerializer
 

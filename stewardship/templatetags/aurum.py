@@ -4,6 +4,8 @@ from typing import Any
 
 from django import template
 
+from mdm import masking
+
 register = template.Library()
 
 
@@ -19,6 +21,4 @@ def get_item(mapping: Any, key: Any) -> Any:
 @register.filter
 def mask_quoted(message: Any) -> str:
     """An error message with the quoted values it repeats masked (for viewers)."""
-    import re
-
-    return re.sub(r"'[^']*'", "•••", str(message))
+    return masking.mask_quoted(str(message))

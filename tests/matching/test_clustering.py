@@ -1,6 +1,8 @@
+import random
+
 import pytest
 
-from matching.clustering import ClusterResult, Edge, cluster
+from matching.clustering import ClusterResult, Edge, cluster, cluster_columns
 
 
 def groups(result: ClusterResult) -> list[list]:
@@ -82,3 +84,32 @@ def test_ids_only_in_edges_or_constraints_are_clustered_too():
     result = cluster([], [Edge("a", "b", 0.99)], threshold=0.9, cannot_link=[("c", "d")])
 
     assert groups(result) == [["a", "b"], ["c"], ["d"]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_edges_by_column_cluster_as_edge_objects(seed):
+    rng = random.Random(seed)
+    ids = list(range(1, 61))
+    # Few distinct probabilities: many ties, broken by the ids in both paths.
+    edges = [
+        Edge(a, b, rng.choice([0.5, 0.9, 0.96, 0.99, 1.0]))
+        for a, b in (rng.sample(range(1, 71), 2) for _ in range(90))
+    ]
+    pairs: list[tuple[int, int]] = [(a, b) for a, b in (rng.sample(ids, 2) for _ in range(6))]
+    must = pairs[:2] if seed % 2 else []
+    cannot = [p for p in pairs[2:] if p not in must and p[::-1] not in must] if seed % 4 else []
+
+    expected = cluster(ids, edges, threshold=0.95, must_link=must, cannot_link=cannot)
+    result = cluster_columns(
+        ids,
+        [e.left for e in edges],
+        [e.right for e in edges],
+        [e.probability for e in edges],
+        threshold=0.95,
+        must_link=must,
+        cannot_link=cannot,
+    )
+
+    assert result == expected
+    if cannot:
+        assert all(result.clusters[a] != result.clusters[b] for a, b in cannot)

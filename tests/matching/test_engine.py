@@ -43,7 +43,7 @@ def model(engine: SplinkEngine, records: list[EngineRecord]) -> TrainedModel:
 def pairs(
     engine: SplinkEngine, model: TrainedModel, records: list[EngineRecord]
 ) -> list[ScoredPair]:
-    return engine.score_all(SPEC, model, records, threshold=THRESHOLD)
+    return list(engine.score_all(SPEC, model, records, threshold=THRESHOLD))
 
 
 def _bare_splink(

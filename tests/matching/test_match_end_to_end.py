@@ -71,7 +71,11 @@ def test_demo_customers_are_mastered_well(matched):
 
 
 def test_search_before_create_finds_the_golden_record(matched, client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("u", password="pw"))
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user("u", password="pw")
+    user.groups.add(Group.objects.get_or_create(name="steward")[0])  # sees the values clear
+    client.force_login(user)
     record = (
         SourceRecord.objects.filter(domain="customer", source_system__code="crm", is_deleted=False)
         .exclude(attributes__email=None)
@@ -97,7 +101,11 @@ def test_search_before_create_finds_the_golden_record(matched, client, django_us
 
 
 def test_search_rejects_invalid_candidates(matched, client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("u", password="pw"))
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user("u", password="pw")
+    user.groups.add(Group.objects.get_or_create(name="steward")[0])  # sees the values clear
+    client.force_login(user)
 
     response = client.post(
         "/api/v1/customer/match",

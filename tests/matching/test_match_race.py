@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Pause:
-    """Wraps ``matching.services.cluster``: the first call returns only when told to."""
+    """Wraps ``matching.services.cluster_columns``: the first call returns only when told to."""
 
     def __init__(self, cluster):
         self.cluster = cluster
@@ -57,8 +57,8 @@ def test_a_split_committed_during_a_full_run_is_honoured(require_postgres, api, 
     steward = User.objects.create_user("stella")
     steward.groups.add(Group.objects.get_or_create(name="steward")[0])
 
-    pause = Pause(services.cluster)
-    monkeypatch.setattr(services, "cluster", pause)
+    pause = Pause(services.cluster_columns)
+    monkeypatch.setattr(services, "cluster_columns", pause)
     errors: list[BaseException] = []
 
     def run() -> None:

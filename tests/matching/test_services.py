@@ -6,6 +6,7 @@ end to end in test_match_end_to_end.py.
 
 from collections.abc import Iterable
 
+import orjson
 import pytest
 
 from matching.engine.interface import (
@@ -14,6 +15,7 @@ from matching.engine.interface import (
     LevelReport,
     MatchSpec,
     ScoredPair,
+    ScoredPairs,
     TrainedModel,
 )
 from matching.models import MatchModel, MatchPair, MatchRun, PairConstraint
@@ -264,3 +266,120 @@ def test_pairs_written_with_copy_are_those_the_orm_writes(require_postgres, keys
     }
     # The open task follows its pair into the new run.
     assert [(t[2], t[3]) for t in tasks] == [("open", keys["C"])]
+
+
+def test_two_new_records_that_match_each_other_make_one_pair(api, engine, keys):
+    match_model_train(domain="customer", engine=engine)
+    match_run_full(domain="customer", engine=engine)
+    keys.update(push(api, "Q", "R"))
+    engine.scores.update({("Q", "R"): 0.99})  # each is scored against the other
+
+    run = match_pending(domain="customer", engine=engine)
+
+    assert run is not None and run.counts["pairs"] == 1
+    assert golden(keys, "Q") == golden(keys, "R")
+    low, high = sorted((keys["Q"], keys["R"]))
+    assert MatchPair.objects.filter(left_id=low, right_id=high).count() == 1
+
+
+class ColumnEngine(ExplainingEngine):
+    """The same pairs by column, lower id first, contributions as JSON text (as Splink's)."""
+
+    def score_all(self, spec, model, records, *, threshold):
+        pairs = super().score_all(spec, model, records, threshold=threshold)
+        ordered = [(min(p.left, p.right), max(p.left, p.right), p) for p in pairs]
+        return ScoredPairs(
+            left=[left for left, _, _ in ordered],
+            right=[right for _, right, _ in ordered],
+            match_probability=[p.match_probability for _, _, p in ordered],
+            match_weight=[p.match_weight for _, _, p in ordered],
+            contributions_json=[orjson.dumps(p.contributions).decode() for _, _, p in ordered],
+        )
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["COPY", "ORM"])
+def test_pairs_by_column_are_written_as_pairs_as_objects(request, keys, monkeypatch, copy):
+    from mdm import bulk
+
+    if copy:
+        request.getfixturevalue("require_postgres")
+    else:
+        monkeypatch.setattr(bulk, "_use_copy", lambda: False)
+    match_model_train(domain="customer", engine=ExplainingEngine(SCORES, keys))
+    match_run_full(domain="customer", engine=ExplainingEngine(SCORES, keys))
+    as_objects = _pairs_and_tasks()
+    golden_as_objects = sorted(CrossReference.objects.values_list("record_id", "golden_id"))
+
+    run = match_run_full(domain="customer", engine=ColumnEngine(SCORES, keys))
+
+    assert _pairs_and_tasks() == as_objects
+    assert sorted(CrossReference.objects.values_list("record_id", "golden_id")) == (
+        golden_as_objects
+    )
+    assert run.counts["pairs"] == 3
+    assert run.counts["auto_merge_pairs"] == 2
+    assert run.counts["golden_changed"] == run.counts["golden_created"] == 0
+    assert len(as_objects[0]) == 3
+    assert as_objects[0][0][4][0]["left"] == "ann@example.com"
+
+
+def test_scored_pairs_are_a_sequence_of_pairs():
+    contributions = (Contribution("email", "exact", 9.8, "a@x.org", None),)
+    pairs = ScoredPairs(
+        left=[1, 3],
+        right=[2, 4],
+        match_probability=[0.99, 0.7],
+        match_weight=[7.5, 1.25],
+        contributions_json=[orjson.dumps(contributions).decode(), "[]"],
+    )
+
+    assert len(pairs) == 2
+    assert pairs[0] == ScoredPair(1, 2, 0.99, 7.5, contributions)
+    assert pairs[-1] == ScoredPair(3, 4, 0.7, 1.25, ())
+    assert pairs[1:] == [ScoredPair(3, 4, 0.7, 1.25, ())]
+    assert list(pairs) == [pairs[0], pairs[1]]
+    with pytest.raises(IndexError):
+        pairs[2]
+    with pytest.raises(ValueError, match="same length"):
+        ScoredPairs(
+            left=[1], right=[], match_probability=[], match_weight=[], contributions_json=[]
+        )
+
+
+def test_copy_writes_awkward_values_as_they_are(require_postgres, keys):
+    from django.utils import timezone
+
+    from mdm import bulk
+
+    model = match_model_train(domain="customer", engine=FixedEngine(SCORES, keys))
+    awkward = "tab\there\nnew line \\ backslash \\N \r ü \u2028"
+    now = timezone.now()
+    columns: tuple[str, ...] = ("domain", "model_id", "left_id", "right_id")
+    columns += ("match_probability", "match_weight", "contributions", "scored_at")
+    bulk.rows_create(
+        MatchPair,
+        columns,
+        [
+            ("customer", model.pk, keys["A"], keys["B"], 0.1 + 0.2, float("-inf"), [awkward], now),
+            (
+                "customer",
+                model.pk,
+                keys["C"],
+                keys["D"],
+                1e-300,
+                -0.0,
+                bulk.RawJSON('{"a": 1}'),
+                now,
+            ),
+        ],
+    )
+
+    rows = sorted(
+        MatchPair.objects.values_list(
+            "left_id", "match_probability", "match_weight", "contributions", "scored_at"
+        )
+    )
+    assert rows == [
+        (keys["A"], 0.1 + 0.2, float("-inf"), [awkward], now),
+        (keys["C"], 1e-300, -0.0, {"a": 1}, now),
+    ]

@@ -193,3 +193,14 @@ def test_a_golden_record_shows_each_attributes_provenance_with_the_values_it_bea
         "strategy": "source_priority",
         "competitors": [{"value": "Anne", "source": "erp", "source_key": "X"}],
     }
+
+
+def test_a_long_comment_is_kept_whole_and_the_history_reason_is_cut(admin_api):
+    comment = "why " * 200
+
+    response = admin_api.put(RULES, {"version": 0, "rules": {}, "comment": comment}, format="json")
+
+    assert response.status_code == 200, response.content
+    row = SurvivorshipRuleSet.objects.get(domain="customer")
+    assert row.comment == comment.strip()  # as DRF trims it
+    assert row.history.first().history_change_reason == comment.strip()[:100]

@@ -2,7 +2,7 @@
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group
 
 from mdm.models import IngestRun, QuarantinedPayload, SourceRecord
 from mdm.services.quarantine import (
@@ -24,7 +24,7 @@ def payload(api):
 @pytest.fixture
 def steward(client, db):
     user = get_user_model().objects.create_user("steward", password="pw")
-    user.user_permissions.add(Permission.objects.get(codename="change_quarantinedpayload"))
+    user.groups.add(Group.objects.get(name="steward"))
     client.force_login(user)
     return client
 

@@ -16,7 +16,7 @@ from mdm.models import SourceRecord
 from mdm.services.golden import golden_records_apply_clusters
 from sync.models import Delivery
 from sync.receiver import Verifier
-from sync.services import delivery_attempt, subscriber_register, sync_relay
+from sync.services import deliveries_send, subscriber_register, sync_relay
 from tests.conftest import missing_service
 from tests.sync.changes import golden_records_change
 
@@ -43,10 +43,12 @@ def rabbit() -> Iterator[tuple[str, Queue]]:
 def drain() -> list[str]:
     outcomes: list[str] = []
     for _ in range(20):
-        ids = sync_relay().to_send
-        if not ids:
+        batches = sync_relay().batches
+        if not batches:
             break
-        outcomes += [delivery_attempt(delivery_id=i) for i in ids]
+        for batch in batches:
+            got = deliveries_send(delivery_ids=batch)
+            outcomes += [got[i] for i in batch if got[i] != "deferred"]
     return outcomes
 
 

@@ -14,7 +14,7 @@ from mdm.models import GoldenRecord, SourceRecord
 from mdm.services.golden import golden_records_apply_clusters
 from sync.models import ChangeEvent, Delivery, Subscriber
 from sync.selectors import subscriber_health
-from sync.services import delivery_attempt, subscriber_register, sync_relay
+from sync.services import deliveries_send, subscriber_register, sync_relay
 from tests.sync.changes import golden_records_change
 
 URL = "/api/v1/customer/records"
@@ -120,11 +120,12 @@ def test_snapshot_jsonl_and_parquet_with_their_seq(two_golden, api):
     response = api.get("/api/v1/customer/snapshot")
     assert response.status_code == 200
     assert response["Aurum-Snapshot-Seq"] == "4"
-    rows = [json.loads(line) for line in response.content.splitlines()]
+    assert response.streaming
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
     assert [(r["version"], r["attributes"]["country"]) for r in rows] == [(2, "DE"), (2, "FR")]
     assert rows[0]["xref"] == [{"source": "crm", "source_key": "A"}]
     parquet = api.get("/api/v1/customer/snapshot?output=parquet")
-    table = pq.read_table(io.BytesIO(parquet.content))
+    table = pq.read_table(io.BytesIO(b"".join(parquet.streaming_content)))
     assert table.schema.metadata[b"aurum.seq"] == b"4"
     assert table.column("id").to_pylist() == list(
         GoldenRecord.objects.order_by("pk").values_list("pk", flat=True)
@@ -139,8 +140,8 @@ def test_reconcile_reports_and_resends(two_golden, receiver, secret, capsys):
     )
     receiver.status = 500
     for _ in range(2):
-        for i in sync_relay().to_send:
-            delivery_attempt(delivery_id=i)
+        for batch in sync_relay().batches:
+            deliveries_send(delivery_ids=batch)
     # the first events failed; make them dead letters, and lose one delivery row entirely
     Delivery.objects.update(status="dead")
     Delivery.objects.filter(seq=4).delete()
@@ -151,8 +152,8 @@ def test_reconcile_reports_and_resends(two_golden, receiver, secret, capsys):
     call_command("reconcile", "crm", "--resend")
     assert "re-sent: 2" in capsys.readouterr().out
     for _ in range(3):
-        for i in sync_relay().to_send:
-            delivery_attempt(delivery_id=i)
+        for batch in sync_relay().batches:
+            deliveries_send(delivery_ids=batch)
     got = sorted((r.event["golden"]["id"], r.event["golden"]["version"]) for r in receiver.received)
     assert got == sorted(GoldenRecord.objects.values_list("pk", "version"))
     call_command("reconcile", "crm")
@@ -171,3 +172,17 @@ def test_admin_pages_show_health(two_golden, admin_client, receiver, secret):
     assert b'<td class="field-lag">4</td>' in page.content
     assert admin_client.get("/admin/sync/delivery/").status_code == 200
     assert admin_client.get("/admin/sync/changeevent/").status_code == 200
+
+
+def test_admin_actions_pause_and_close_the_circuit(admin_client, receiver, secret):
+    sub = subscriber_register(code="crm", kind="webhook", url=receiver.url, secret=secret)
+    Subscriber.objects.filter(pk=sub.pk).update(consecutive_failures=9)
+    for action in ("pause", "reset_circuit"):
+        response = admin_client.post(
+            "/admin/sync/subscriber/", {"action": action, "_selected_action": [sub.pk]}
+        )
+        assert response.status_code == 302
+    sub.refresh_from_db()
+    assert (sub.is_active, sub.disabled_reason, sub.consecutive_failures) == (
+        False, "paused by an admin", 0,
+    )  # fmt: skip

@@ -15,6 +15,7 @@ from sync.models import ChangeEvent, Delivery, Subscriber
 from sync.services import (
     change_events_sequence,
     deliveries_replay_all,
+    deliveries_send,
     delivery_attempt,
     delivery_replay,
     subscriber_enable,
@@ -36,14 +37,23 @@ def load(api, people=PEOPLE):
     return dict(SourceRecord.objects.values_list("source_key", "id"))
 
 
+def send(batches: list[list[int]]) -> list[str]:
+    """Send each batch as the delivery task does; the outcomes of the attempts, in order."""
+    outcomes: list[str] = []
+    for batch in batches:
+        got = deliveries_send(delivery_ids=batch)
+        outcomes += [got[i] for i in batch if got[i] != "deferred"]
+    return outcomes
+
+
 def drain(rounds: int = 50) -> list[str]:
     """Relay and deliver in this process until nothing is due."""
     outcomes: list[str] = []
     for _ in range(rounds):
         result = sync_relay()
-        if not result.to_send:
+        if not result.batches:
             break
-        outcomes += [delivery_attempt(delivery_id=i) for i in result.to_send]
+        outcomes += send(result.batches)
     return outcomes
 
 
@@ -194,8 +204,7 @@ def test_500_retries_with_backoff_then_dead_letter_then_replay(api, receiver, se
     )
     later = timezone.now() + timedelta(hours=2)
     for _ in range(8):
-        for i in sync_relay(now=later).to_send:
-            delivery_attempt(delivery_id=i)
+        send(sync_relay(now=later).batches)
     assert list(Delivery.objects.order_by("seq").values_list("status", "attempts")) == [
         ("dead", 3),
         ("dead", 3),
@@ -229,14 +238,23 @@ def test_circuit_breaker_opens_then_probes(api, receiver, secret, settings):
     )
     assert ChangeEvent.objects.count() == 6
     receiver.status = 500
-    # three golden records, three first events due at once: the circuit opens after two
-    sent = sync_relay().to_send
-    assert len(sent) == 3
-    for i in sent:
-        delivery_attempt(delivery_id=i)
+    # three golden records, two versions each, all due at once, in one batch
+    batches = sync_relay().batches
+    assert [len(b) for b in batches] == [6]
+    # the circuit opens after two failures: the batch stops, the rest is given back untried
+    assert send(batches) == ["pending", "pending"]
+    assert receiver.calls == 2
     sub.refresh_from_db()
-    assert sub.consecutive_failures == 3
+    assert sub.consecutive_failures == 2
     assert sub.circuit_open_until is not None and sub.circuit_open_until > timezone.now()
+    assert list(Delivery.objects.order_by("seq").values_list("status", "attempts")) == [
+        ("pending", 1),
+        ("pending", 1),
+        ("pending", 0),
+        ("pending", 0),
+        ("pending", 0),
+        ("pending", 0),
+    ]
     Delivery.objects.filter(status="pending").update(next_attempt_at=timezone.now())
     assert sync_relay().to_send == []  # open: no calls
     # after the cool-down exactly one probe goes
@@ -315,3 +333,43 @@ def test_a_duplicate_task_is_skipped(api, receiver, secret):
     assert delivery_attempt(delivery_id=first) == "delivered"
     assert delivery_attempt(delivery_id=first) == "skipped"
     assert receiver.calls == 1
+
+
+def test_payload_xref_is_the_membership_at_event_time(api, steward):
+    # given A and B in one golden record, then B split out into its own
+    ids = load(api, PEOPLE[:2])
+    result = golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1, ids["B"]: 1})
+    golden = result.golden_of[1]
+    golden_record_split(domain="customer", golden_id=golden, record_ids=[ids["B"]], actor=steward)
+    change_events_sequence()
+    # when a reader takes the feed from the start, after the split
+    feed = {
+        (e["golden"]["id"], e["golden"]["version"]): e["xref"]
+        for e in api.get("/api/v1/events?after=0").json()["events"]
+    }
+    split_off = GoldenRecord.objects.exclude(pk=golden).get().pk
+    a, b = {"source": "crm", "source_key": "A"}, {"source": "crm", "source_key": "B"}
+    # then the created event still lists both members, as they were then
+    assert feed[golden, 1] == [a, b]
+    # and the events of the split list the members after it
+    assert feed[golden, 2] == [a]
+    assert feed[split_off, 1] == [b]
+
+
+def test_set_based_planning_keeps_only_the_wanted_domains_and_kinds(api, receiver, secret):
+    subscriber_register(
+        code="upd", kind="webhook", url=receiver.url, secret=secret, event_kinds=["updated"]
+    )
+    subscriber_register(
+        code="sup", kind="webhook", url=receiver.url, secret=secret, domains=["supplier"]
+    )
+    every = subscriber_register(code="all", kind="webhook", url=receiver.url, secret=secret)
+    ids = load(api)
+    result = golden_records_apply_clusters(domain="customer", clusters={ids["A"]: 1, ids["C"]: 2})
+    golden_records_change(api, [{**PEOPLE[0], "given_name": "Anna"}], [result.golden_of[1]])
+    sync_relay()
+    planned = sorted(Delivery.objects.values_list("subscriber__code", "seq"))
+    assert planned == [("all", 1), ("all", 2), ("all", 3), ("upd", 3)]
+    assert sync_relay().planned == 0  # a repeat plans nothing new
+    assert Subscriber.objects.get(pk=every.pk).planned_seq == 3
+    assert Subscriber.objects.get(code="sup").planned_seq == 3

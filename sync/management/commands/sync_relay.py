@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
 
 from sync.services import sync_relay
-from sync.tasks import deliver
+from sync.tasks import deliver_batch
 
 CHANNEL = "aurum_change_events"
 
@@ -39,16 +39,16 @@ class Command(BaseCommand):
                 connection.close()
                 time.sleep(options["interval"])
                 continue
-            for delivery_id in result.to_send:
+            for batch in result.batches:
                 try:
-                    deliver.apply_async(args=[delivery_id], queue=options["queue"])
+                    deliver_batch.apply_async(args=[batch], queue=options["queue"])
                 except Exception as exc:  # broker away: the stale sweep queues it again
-                    self.stderr.write(f"could not queue delivery {delivery_id}: {exc}")
+                    self.stderr.write(f"could not queue {len(batch)} deliveries: {exc}")
                     break
             if options["once"]:
                 self.stdout.write(f"{len(result.to_send)} deliveries queued")
                 return
-            if len(result.claimed) >= 500:
+            if sum(len(b) for b in result.claimed) >= 500:
                 continue  # more is due: no wait
             if listener is None and not options["once"]:
                 listener = self._listen_or_none()

@@ -1,0 +1,264 @@
+"""API under concurrent load: golden record reads and batch ingests through a real server.
+
+    DATABASE_URL=postgres://.../aurum_bench REDIS_URL=redis://127.0.0.1:6379/7 \\
+        python bench/api_load.py [--golden 1000000 | --quick] [--reuse] [--duration 20]
+                                 [--connections 16] [--workers 4] [--batch 1000] [--json PATH]
+
+The hub is served as in production: gunicorn (``--workers`` processes) on
+``config.wsgi:application`` with ``config.settings.production`` (persistent connections,
+JSON renderer only), on loopback. The load generator is wrk (``apt-get install wrk``) with
+the Lua scripts in ``bench/wrk/``:
+
+1. golden record read by id: ``GET /api/v1/customer/golden/<id>`` of random ids among the
+   ``--golden`` active customer golden records, a source system's token; requests/s and
+   p50/p95/p99 latency (targets: >= 1,500 requests/s, p99 <= 20 ms);
+2. batch ingest: ``POST /api/v1/customer/records`` with ``--batch`` new records per request
+   (unique keys every run); records/s (target >= 10,000), with the ingest's after-commit
+   work queued on the configured broker as in production.
+
+The golden records are built as ``bench/survivorship.py`` builds them (it empties the
+record and golden tables: use a bench database); ``--reuse`` keeps the golden records a
+previous run (or ``bench/survivorship.py``) left when there are at least ``--golden``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+
+from bench.figures import Figures, load_average  # noqa: E402
+from mdm.models import GoldenRecord, SourceRecord  # noqa: E402
+from mdm.services.sources import source_system_upsert, source_token_issue  # noqa: E402
+
+WRK = ROOT / "bench" / "wrk"
+QUICK_GOLDEN = 20_000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def golden_ready(n: int) -> int:
+    """Active customer golden records with survived attributes."""
+    return (
+        GoldenRecord.objects.filter(domain="customer", status="active")
+        .exclude(attributes={})[:n]
+        .count()
+    )
+
+
+def build(n: int, seed: int) -> None:
+    """N golden records with 1-3 members each, survived under the default rules."""
+    from bench import survivorship as sv
+    from mdm.services.survivorship import golden_records_recompute
+    from mdm.survivorship import default_rules
+
+    sv.reset()
+    sv.build(n, seed)
+    golden_records_recompute(domain="customer", rules=default_rules("customer"), reason="bench")
+
+
+def serve(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(60),
+        "SECURE_SSL_REDIRECT": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--backlog",
+        "2048",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.3)
+        if process.poll() is not None:
+            break
+    process.terminate()
+    raise SystemExit(f"gunicorn did not answer on port {port}; see {log}")
+
+
+def wrk(
+    script: str, url: str, *, duration: int, connections: int, env: dict[str, str]
+) -> dict[str, float]:
+    threads = max(1, min(2, connections))
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(WRK / script),
+        url,
+    ]
+    done = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, check=True
+    )
+    last = [line for line in done.stdout.splitlines() if line.startswith("{")][-1]
+    return json.loads(last)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--golden", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_GOLDEN:,} golden records")
+    parser.add_argument("--reuse", action="store_true", help="keep existing golden records")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per load test")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--batch", type=int, default=1000, help="records per ingest request")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/suite.py)")
+    args = parser.parse_args()
+    figures = Figures(args.json)
+    n = QUICK_GOLDEN if args.quick else args.golden
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+    if connection.vendor != "postgresql":
+        sys.exit("Point DATABASE_URL at a PostgreSQL bench database.")
+
+    t = time.perf_counter()
+    if args.reuse and golden_ready(n) >= n:
+        print(f"reusing {n:,} customer golden records")
+    else:
+        build(n, args.seed)
+        print(f"built {n:,} customer golden records in {time.perf_counter() - t:.0f} s")
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE mdm_goldenrecord")
+        cursor.execute("VACUUM ANALYZE mdm_crossreference")
+        cursor.execute(
+            "SELECT pg_total_relation_size('mdm_goldenrecord')"
+            " + pg_total_relation_size('mdm_historicalgoldenrecord')"
+            " + pg_total_relation_size('mdm_crossreference')"
+            " + pg_total_relation_size('mdm_historicalcrossreference'),"
+            " (SELECT count(*) FROM mdm_goldenrecord)"
+        )
+        size, goldens = cursor.fetchall()[0]
+    figures.add(
+        "api.bytes_per_golden",
+        "PostgreSQL size per golden record (with cross-reference, history, indexes)",
+        size / max(goldens, 1),
+        "bytes",
+        f"{goldens:,} golden records",
+    )
+    system, _ = source_system_upsert(code="apibench", name="API bench")
+    secret = source_token_issue(source_system=system, name="bench").secret
+    ids = list(
+        GoldenRecord.objects.filter(domain="customer", status="active")
+        .order_by("?")
+        .values_list("id", flat=True)[:20_000]
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="aurum-api-bench-"))
+    (tmp / "ids.txt").write_text("\n".join(map(str, ids)) + "\n")
+    port = free_port()
+    server = serve(port, args.workers, tmp / "gunicorn.log")
+    url = f"http://127.0.0.1:{port}"
+    env = {"AURUM_TOKEN": secret, "AURUM_IDS": str(tmp / "ids.txt")}
+    print(
+        f"gunicorn {args.workers} workers on {url}; wrk {args.connections} connections, "
+        f"{args.duration} s per test; {connection.settings_dict['NAME']}"
+    )
+    try:
+        wrk("read.lua", url, duration=3, connections=args.connections, env=env)  # warm-up
+        on = f"{n:,} golden records, {args.connections} connections, {load_average()}"
+        read = wrk("read.lua", url, duration=args.duration, connections=args.connections, env=env)
+        seconds = read["duration_us"] / 1e6
+        ok = read["requests"] - read["non_2xx"]
+        rps = ok / seconds
+        print(
+            f"golden read by id: {rps:,.0f} requests/s, p50 {read['p50_us'] / 1000:.1f} ms, "
+            f"p95 {read['p95_us'] / 1000:.1f} ms, p99 {read['p99_us'] / 1000:.1f} ms "
+            f"({read['requests']:,} requests, {read['non_2xx']:,} not 2xx, "
+            f"{read['socket_errors']:,} socket errors)"
+        )
+        figures.add("api.read_rps", "API golden read by id", rps, "req/s", on)
+        for p in (50, 95, 99):
+            figures.add(
+                f"api.read_p{p}_ms",
+                f"API golden read by id, p{p}",
+                read[f"p{p}_us"] / 1000,
+                "ms",
+                on,
+            )
+
+        before = SourceRecord.objects.filter(source_system=system).count()
+        ingest_env = {**env, "AURUM_BATCH": str(args.batch), "AURUM_RUN": secrets.token_hex(4)}
+        connections = max(2, args.workers)
+        on = (
+            f"batches of {args.batch:,}, {connections} connections, "
+            f"{n:,} golden records in the database, {load_average()}"
+        )
+        ingest = wrk(
+            "ingest.lua", url, duration=args.duration, connections=connections, env=ingest_env
+        )
+        seconds = ingest["duration_us"] / 1e6
+        ok = ingest["requests"] - ingest["non_2xx"]
+        created = SourceRecord.objects.filter(source_system=system).count() - before
+        rate = ok * args.batch / seconds
+        print(
+            f"batch ingest: {rate:,.0f} records/s ({ok:,} requests of {args.batch:,} in "
+            f"{seconds:.1f} s, {ingest['non_2xx']:,} not 2xx; {created:,} records created), "
+            f"p50 {ingest['p50_us'] / 1000:.0f} ms, "
+            f"p99 {ingest['p99_us'] / 1000:.0f} ms per request"
+        )
+        if created < ok * args.batch:
+            print(f"  WARNING: {ok * args.batch - created:,} records of 2xx answers not in the DB")
+        figures.add("api.ingest_records_per_s", "API batch ingest", rate, "records/s", on)
+        figures.add(
+            "api.ingest_p99_ms",
+            "API batch ingest, p99 per request",
+            ingest["p99_us"] / 1000,
+            "ms",
+            on,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
