@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import orjson
@@ -252,12 +253,15 @@ def _pk(record: RecordRow) -> int:
     return record.pk
 
 
-def _history_from_table(
-    ids: Sequence[int], kind: str, when: datetime, reason: str, user: Any
-) -> None:
-    """Write the history rows of the records ``ids`` from the rows just written, on the
-    server: the records' JSON crosses the wire and gets parsed once, not twice.  The
-    history ids follow the order of ``ids``."""
+def int_array(values: Iterable[int]) -> str:
+    """Integers as one PostgreSQL array literal (``%s::bigint[]``): a single text value,
+    where a list parameter is quoted element by element in Python."""
+    return "{" + ",".join(map(str, map(int, values))) + "}"
+
+
+@cache
+def _history_insert_sql() -> str:
+    # ``Model.history`` builds a new manager on every access (an inspect.getmembers walk).
     history_model: Any = SourceRecord.history.model
     columns = ("id", *RECORD_FIELDS)
     history_columns = (
@@ -267,14 +271,25 @@ def _history_from_table(
         "history_type",
         "history_user_id",
     )
+    # Table and column names come from the models, never from input.
+    return (
+        f"INSERT INTO {history_model._meta.db_table} ({', '.join(history_columns)}) "  # noqa: S608  # nosec B608
+        f"SELECT {', '.join(f't.{c}' for c in columns)}, %s, %s, %s, %s "
+        f"FROM unnest(%s::bigint[]) WITH ORDINALITY AS k(pk, n) "
+        f"JOIN {SourceRecord._meta.db_table} t ON t.id = k.pk ORDER BY k.n"
+    )
+
+
+def _history_from_table(
+    ids: Sequence[int], kind: str, when: datetime, reason: str, user: Any
+) -> None:
+    """Write the history rows of the records ``ids`` from the rows just written, on the
+    server: the records' JSON crosses the wire and gets parsed once, not twice.  The
+    history ids follow the order of ``ids``."""
     with connection.cursor() as cursor:
-        # Table and column names come from the models, never from input.
         cursor.execute(
-            f"INSERT INTO {history_model._meta.db_table} ({', '.join(history_columns)}) "  # noqa: S608  # nosec B608
-            f"SELECT {', '.join(f't.{c}' for c in columns)}, %s, %s, %s, %s "
-            f"FROM unnest(%s::bigint[]) WITH ORDINALITY AS k(pk, n) "
-            f"JOIN {SourceRecord._meta.db_table} t ON t.id = k.pk ORDER BY k.n",
-            [when, reason, kind, getattr(user, "pk", None), list(ids)],
+            _history_insert_sql(),
+            [when, reason, kind, getattr(user, "pk", None), int_array(ids)],
         )
 
 
@@ -329,7 +344,9 @@ def rows_create(model: type[Model], columns: Sequence[str], rows: Iterable[Seque
     _copy_rows(model, model._meta.db_table, columns, rows)
 
 
+@cache
 def _history_model(model: type[Model]) -> Any:
+    # ``Model.history`` builds a new manager on every access (an inspect.getmembers walk).
     return model.history.model  # type: ignore[attr-defined]
 
 

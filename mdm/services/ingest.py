@@ -566,10 +566,11 @@ def _record_from(ex: _Existing, run: IngestRun, p: _Pending, now: datetime) -> R
 # many records (a new source system, autovacuum not yet run), PostgreSQL estimates one row
 # for the source and scans all of its records, filtering the keys: the lookup then grows
 # with the source (1 s per batch at 230,000 records).  The LIMIT keeps the lateral subquery
-# from being flattened into a hash join over the same scan.
+# from being flattened into a hash join over the same scan.  The keys go as one JSON array
+# (serialised in C; a list parameter is quoted key by key in Python).
 _EXISTING_SQL = (
     "SELECT k.key, r.id, r.content_hash, r.version, r.is_deleted, r.source_updated_at "
-    "FROM unnest(%s::varchar[]) AS k(key) CROSS JOIN LATERAL ("
+    "FROM jsonb_array_elements_text(%s::jsonb) AS k(key) CROSS JOIN LATERAL ("
     "SELECT id, content_hash, version, is_deleted, source_updated_at FROM mdm_sourcerecord "
     "WHERE source_system_id = %s AND domain = %s AND source_key = k.key LIMIT 1) AS r"
 )
@@ -582,7 +583,7 @@ def _existing(source_system_id: int, domain: str, keys: list[str]) -> dict[str, 
     found: dict[str, _Existing] = {}
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_EXISTING_SQL, [keys, source_system_id, domain])
+            cursor.execute(_EXISTING_SQL, [orjson.dumps(keys).decode(), source_system_id, domain])
             for key, *rest in cursor.fetchall():
                 found[key] = _Existing(*rest)
         return found
