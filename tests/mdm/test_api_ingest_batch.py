@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from unittest import mock
 
+import orjson
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -158,3 +159,32 @@ def test_a_bad_record_is_named_by_index_and_field_and_the_rest_applied(api):
     assert [e["field"] for e in results[2]["errors"]] == ["date_of_birth"]
     assert list(SourceRecord.objects.values_list("source_key", flat=True)) == ["Q0"]
     assert QuarantinedPayload.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_the_lookup_probes_the_key_index_with_statistics_from_before_the_source(
+    api, other_api, require_postgres
+):
+    # Statistics that know only another source: the planner expects no record of ours.
+    other_api.post(URL, {"records": [person(f"O{i}") for i in range(300)]}, format="json")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE mdm_sourcerecord")
+    api.post(URL, {"records": [person(f"P{i}") for i in range(300)]}, format="json")
+    ours = SourceRecord.objects.filter(source_key="P1").get()
+    keys = [f"P{i}" for i in range(0, 600, 2)]
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN " + ingest._EXISTING_SQL,
+            {
+                "keys": orjson.dumps(keys).decode(),
+                "source": ours.source_system_id,
+                "domain": "customer",
+            },
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "Index Scan using uniq_source_record" in plan, plan
+    assert "mdm_sourcer_domain" not in plan and "Seq Scan on mdm_sourcerecord" not in plan, plan
+    found = ingest._existing(ours.source_system_id, "customer", keys)
+    assert sorted(found) == sorted(f"P{i}" for i in range(0, 300, 2))
