@@ -14,6 +14,7 @@ charset go to DRF's parser directly.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import Any
 
@@ -24,6 +25,7 @@ from rest_framework.exceptions import ParseError
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_NUMBER = b"0" * 20  # 20 digits: 10**19 and beyond may not fit in 64 bits
 _UTF8 = {"utf-8", "utf8"}
+_UNPARSED = object()
 
 
 def _has_nul(data: Any) -> bool:
@@ -47,14 +49,12 @@ def _orjson_safe(raw: bytes, parser_context: Any) -> bool:
 class JSONParser(parsers.JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read()
-        data: Any = None
-        parsed = False
+        data: Any = _UNPARSED
         if _orjson_safe(raw, parser_context):
-            try:
-                data, parsed = orjson.loads(raw), True
-            except orjson.JSONDecodeError:
-                pass  # DRF's parser accepts it or words the error
-        if not parsed:
+            # What orjson refuses, DRF's parser accepts or words the error for.
+            with contextlib.suppress(orjson.JSONDecodeError):
+                data = orjson.loads(raw)
+        if data is _UNPARSED:
             data = super().parse(io.BytesIO(raw), media_type, parser_context)
         if b"\\u0000" in raw and _has_nul(data):
             raise ParseError("Text may not contain NUL characters (\\u0000); remove them.")

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mdm.models import IngestRun, QuarantinedPayload, RecordChange, SourceRecord
+from mdm.models import QuarantinedPayload, RecordChange, SourceRecord
 from mdm.services import ingest
 
 URL = "/api/v1/customer/records"
@@ -95,7 +95,8 @@ def test_history_rows_are_the_records_as_written_in_the_batch_order(api):
     for record in SourceRecord.objects.all():
         last = history.filter(id=record.pk).last()
         assert {f: getattr(last, f) for f in fields} == {f: getattr(record, f) for f in fields}
-        run = IngestRun.objects.get(pk=record.ingest_run_id)
+        run = record.ingest_run
+        assert run is not None
         assert (
             last.history_change_reason == f"api ingest run {run.pk} from {run.source_system.code}"
         )
