@@ -3,6 +3,7 @@
     DATABASE_URL=postgres://.../aurum_bench REDIS_URL=redis://127.0.0.1:6379/7 \\
         python bench/api_load.py [--golden 1000000 | --quick] [--reuse] [--duration 20]
                                  [--connections 16] [--workers 4] [--batch 1000] [--json PATH]
+                                 [--only read|ingest]
 
 The hub is served as in production: gunicorn (``--workers`` processes) on
 ``config.wsgi:application`` with ``config.settings.production`` (persistent connections,
@@ -15,6 +16,8 @@ the Lua scripts in ``bench/wrk/``:
 2. batch ingest: ``POST /api/v1/customer/records`` with ``--batch`` new records per request
    (unique keys every run); records/s (target >= 10,000), with the ingest's after-commit
    work queued on the configured broker as in production.
+
+``--only`` runs one of the two load tests (both by default).
 
 The golden records are built as ``bench/survivorship.py`` builds them (it empties the
 record and golden tables: use a bench database); ``--reuse`` keeps the golden records a
@@ -48,7 +51,7 @@ django.setup()
 from django.db import connection  # noqa: E402
 
 from bench.figures import Figures, load_average  # noqa: E402
-from mdm.models import GoldenRecord, SourceRecord  # noqa: E402
+from mdm.models import GoldenRecord, SourceRecord, SourceSystem  # noqa: E402
 from mdm.services.sources import source_system_upsert, source_token_issue  # noqa: E402
 
 WRK = ROOT / "bench" / "wrk"
@@ -119,6 +122,48 @@ def serve(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
     raise SystemExit(f"gunicorn did not answer on port {port}; see {log}")
 
 
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used (from /proc; Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def server_pids(server: subprocess.Popen[bytes]) -> list[int]:
+    """The gunicorn master, its workers, and the PostgreSQL backends of the bench database."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    pids = [server.pid, *(int(p) for p in children.read_text().split())]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        pids += [-int(pid) for (pid,) in cursor.fetchall()]  # negative: a PostgreSQL backend
+    return pids
+
+
+def cpu_used(before: dict[int, float], server: subprocess.Popen[bytes]) -> tuple[float, float]:
+    """CPU seconds used since ``before`` by (gunicorn, PostgreSQL): figures that do not
+    depend on what else the machine runs, unlike the rates."""
+    after = cpu_snapshot(server)
+    app = sum(v - before.get(p, 0.0) for p, v in after.items() if p > 0)
+    db = sum(v - before.get(p, 0.0) for p, v in after.items() if p < 0)
+    return app, db
+
+
+def cpu_snapshot(server: subprocess.Popen[bytes]) -> dict[int, float]:
+    pids = server_pids(server)
+    app = cpu_seconds([p for p in pids if p > 0])
+    db = cpu_seconds([-p for p in pids if p < 0])
+    return {**app, **{-p: v for p, v in db.items()}}
+
+
 def wrk(
     script: str, url: str, *, duration: int, connections: int, env: dict[str, str]
 ) -> dict[str, float]:
@@ -152,6 +197,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="records per ingest request")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures here (bench/suite.py)")
+    parser.add_argument("--only", choices=("read", "ingest"), help="run one load test only")
     args = parser.parse_args()
     figures = Figures(args.json)
     n = QUICK_GOLDEN if args.quick else args.golden
@@ -202,62 +248,95 @@ def main() -> None:
         f"{args.duration} s per test; {connection.settings_dict['NAME']}"
     )
     try:
-        wrk("read.lua", url, duration=3, connections=args.connections, env=env)  # warm-up
-        on = f"{n:,} golden records, {args.connections} connections, {load_average()}"
-        read = wrk("read.lua", url, duration=args.duration, connections=args.connections, env=env)
-        seconds = read["duration_us"] / 1e6
-        ok = read["requests"] - read["non_2xx"]
-        rps = ok / seconds
-        print(
-            f"golden read by id: {rps:,.0f} requests/s, p50 {read['p50_us'] / 1000:.1f} ms, "
-            f"p95 {read['p95_us'] / 1000:.1f} ms, p99 {read['p99_us'] / 1000:.1f} ms "
-            f"({read['requests']:,} requests, {read['non_2xx']:,} not 2xx, "
-            f"{read['socket_errors']:,} socket errors)"
-        )
-        figures.add("api.read_rps", "API golden read by id", rps, "req/s", on)
-        for p in (50, 95, 99):
-            figures.add(
-                f"api.read_p{p}_ms",
-                f"API golden read by id, p{p}",
-                read[f"p{p}_us"] / 1000,
-                "ms",
-                on,
-            )
-
-        before = SourceRecord.objects.filter(source_system=system).count()
-        ingest_env = {**env, "AURUM_BATCH": str(args.batch), "AURUM_RUN": secrets.token_hex(4)}
-        connections = max(2, args.workers)
-        on = (
-            f"batches of {args.batch:,}, {connections} connections, "
-            f"{n:,} golden records in the database, {load_average()}"
-        )
-        ingest = wrk(
-            "ingest.lua", url, duration=args.duration, connections=connections, env=ingest_env
-        )
-        seconds = ingest["duration_us"] / 1e6
-        ok = ingest["requests"] - ingest["non_2xx"]
-        created = SourceRecord.objects.filter(source_system=system).count() - before
-        rate = ok * args.batch / seconds
-        print(
-            f"batch ingest: {rate:,.0f} records/s ({ok:,} requests of {args.batch:,} in "
-            f"{seconds:.1f} s, {ingest['non_2xx']:,} not 2xx; {created:,} records created), "
-            f"p50 {ingest['p50_us'] / 1000:.0f} ms, "
-            f"p99 {ingest['p99_us'] / 1000:.0f} ms per request"
-        )
-        if created < ok * args.batch:
-            print(f"  WARNING: {ok * args.batch - created:,} records of 2xx answers not in the DB")
-        figures.add("api.ingest_records_per_s", "API batch ingest", rate, "records/s", on)
-        figures.add(
-            "api.ingest_p99_ms",
-            "API batch ingest, p99 per request",
-            ingest["p99_us"] / 1000,
-            "ms",
-            on,
-        )
+        if args.only != "ingest":
+            read_test(url, n, args, env, figures)
+        if args.only != "read":
+            ingest_test(url, n, args, env, figures, system, server)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_test(
+    url: str, n: int, args: argparse.Namespace, env: dict[str, str], figures: Figures
+) -> None:
+    wrk("read.lua", url, duration=3, connections=args.connections, env=env)  # warm-up
+    on = f"{n:,} golden records, {args.connections} connections, {load_average()}"
+    read = wrk("read.lua", url, duration=args.duration, connections=args.connections, env=env)
+    seconds = read["duration_us"] / 1e6
+    ok = read["requests"] - read["non_2xx"]
+    rps = ok / seconds
+    print(
+        f"golden read by id: {rps:,.0f} requests/s, p50 {read['p50_us'] / 1000:.1f} ms, "
+        f"p95 {read['p95_us'] / 1000:.1f} ms, p99 {read['p99_us'] / 1000:.1f} ms "
+        f"({read['requests']:,} requests, {read['non_2xx']:,} not 2xx, "
+        f"{read['socket_errors']:,} socket errors)"
+    )
+    figures.add("api.read_rps", "API golden read by id", rps, "req/s", on)
+    for p in (50, 95, 99):
+        figures.add(
+            f"api.read_p{p}_ms",
+            f"API golden read by id, p{p}",
+            read[f"p{p}_us"] / 1000,
+            "ms",
+            on,
+        )
+
+
+def ingest_test(
+    url: str,
+    n: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    figures: Figures,
+    system: SourceSystem,
+    server: subprocess.Popen[bytes],
+) -> None:
+    connections = max(2, args.workers)
+    warm_env = {**env, "AURUM_BATCH": str(args.batch), "AURUM_RUN": secrets.token_hex(4)}
+    wrk("ingest.lua", url, duration=3, connections=connections, env=warm_env)  # warm-up
+    before = SourceRecord.objects.filter(source_system=system).count()
+    ingest_env = {**env, "AURUM_BATCH": str(args.batch), "AURUM_RUN": secrets.token_hex(4)}
+    on = (
+        f"batches of {args.batch:,}, {connections} connections, "
+        f"{n:,} golden records in the database, {load_average()}"
+    )
+    cpu_before = cpu_snapshot(server)
+    ingest = wrk("ingest.lua", url, duration=args.duration, connections=connections, env=ingest_env)
+    app_cpu, db_cpu = cpu_used(cpu_before, server)
+    seconds = ingest["duration_us"] / 1e6
+    ok = ingest["requests"] - ingest["non_2xx"]
+    created = SourceRecord.objects.filter(source_system=system).count() - before
+    rate = ok * args.batch / seconds
+    print(
+        f"batch ingest: {rate:,.0f} records/s ({ok:,} requests of {args.batch:,} in "
+        f"{seconds:.1f} s, {ingest['non_2xx']:,} not 2xx; {created:,} records created), "
+        f"p50 {ingest['p50_us'] / 1000:.0f} ms, "
+        f"p99 {ingest['p99_us'] / 1000:.0f} ms per request"
+    )
+    per_k = 1000 / max(created, 1)
+    print(
+        f"  CPU per 1,000 records: gunicorn {app_cpu * per_k * 1000:.0f} ms, "
+        f"PostgreSQL {db_cpu * per_k * 1000:.0f} ms ({on})"
+    )
+    if created < ok * args.batch:
+        print(f"  WARNING: {ok * args.batch - created:,} records of 2xx answers not in the DB")
+    figures.add("api.ingest_records_per_s", "API batch ingest", rate, "records/s", on)
+    figures.add(
+        "api.ingest_cpu_ms_per_1000",
+        "API batch ingest, CPU per 1,000 records (gunicorn + PostgreSQL)",
+        (app_cpu + db_cpu) * per_k * 1000,
+        "ms",
+        on,
+    )
+    figures.add(
+        "api.ingest_p99_ms",
+        "API batch ingest, p99 per request",
+        ingest["p99_us"] / 1000,
+        "ms",
+        on,
+    )
 
 
 if __name__ == "__main__":

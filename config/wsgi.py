@@ -1,6 +1,29 @@
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 application = get_wsgi_application()
+
+
+def _warm_up() -> None:
+    """Import what the first requests would (the URLconf, the domain modules with their
+    normaliser libraries) while the worker starts, not while a client waits; then move
+    everything loaded so far out of the garbage collector's sight (``gc.freeze``).
+
+    Modules, classes and settings live as long as the process, yet every full collection
+    walks them: a batch ingest allocates enough to trigger one every few requests, and
+    the walk cost a fifth of the request's Python time (measured in-process, batches of
+    1,000 records).  Frozen objects are still freed by reference counting."""
+    from django.urls import get_resolver
+
+    from mdm.domains import all_domains
+
+    get_resolver().url_patterns  # noqa: B018  # imports every app's views
+    all_domains()
+    gc.collect()
+    gc.freeze()
+
+
+_warm_up()
