@@ -31,6 +31,7 @@ from rest_framework import exceptions
 
 WINDOW_SECONDS = 60
 CLEAN_MEMO_SECONDS = 1.0
+_monotonic = time.monotonic  # the memo's clock (a test moves it)
 
 
 class RateLimited(exceptions.Throttled):
@@ -108,13 +109,14 @@ def auth_failures_check(request: Any) -> None:
     address = client_address(request)
     index = int(time.time() // WINDOW_SECONDS)
     memo = _clean.get(address)
-    if memo is not None and memo[0] == index and memo[1] > time.monotonic():
+    if memo is not None and memo[0] == index and memo[1] > _monotonic():
         return
     current = hit("authfail", address, count=False)
-    if current.count == 0 and getattr(settings, "REDIS_URL", ""):
+    on_redis = bool(getattr(settings, "REDIS_URL", ""))
+    if current.count == 0 and on_redis:
         if len(_clean) >= 10_000:
             _clean.clear()
-        _clean[address] = (index, time.monotonic() + CLEAN_MEMO_SECONDS)
+        _clean[address] = (index, _monotonic() + CLEAN_MEMO_SECONDS)
     if current.count >= limit:
         raise RateLimited(
             wait=current.retry_after,

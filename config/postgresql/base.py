@@ -31,9 +31,16 @@ from django.db.backends.postgresql import base
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.utils.asyncio import async_unsafe
 
-if is_psycopg3:
+# django-stubs describe little of the PostgreSQL backend's internals.
+_DatabaseWrapper: Any = base.DatabaseWrapper
 
-    class PreparedCursor(base.ServerBindingCursor):  # type: ignore[name-defined,misc]
+if is_psycopg3:
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    _ServerBindingCursor: Any = base.ServerBindingCursor
+
+    class PreparedCursor(_ServerBindingCursor):
         """Binds on the server and prepares every statement it executes."""
 
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
@@ -41,7 +48,7 @@ if is_psycopg3:
             return super().execute(query, params, **kwargs)
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
+class DatabaseWrapper(_DatabaseWrapper):
     @async_unsafe
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
@@ -55,7 +62,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if (
             self.connection is not None
             and self.health_check_enabled
-            and not self.health_check_done
+            and not self.health_check_done  # type: ignore[has-type]
             and not self.pool
             and self._idle_and_quiet()
         ):
@@ -94,7 +101,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         with self.wrap_database_errors:
             cursor = PreparedCursor(self.connection)
             # As Django's create_cursor: the cursor's time zone when the connection's differs.
-            loader = self.connection.adapters.get_loader(base.TIMESTAMPTZ_OID, base.Format.TEXT)
+            oid = base.TIMESTAMPTZ_OID
+            loader = self.connection.adapters.get_loader(oid, Format.TEXT)
             if self.timezone != loader.timezone:
-                base.register_tzloader(self.timezone, cursor)
+                register_tzloader(self.timezone, cursor)
             return self._prepare_cursor(cursor)
