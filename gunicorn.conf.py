@@ -8,7 +8,7 @@ on PostgreSQL leaves the process's other threads to run.  Measured by
 ``bench/api_load.py`` (docs/performance.md).
 
 - ``WEB_CONCURRENCY``: worker processes (default 2 per core);
-- ``GUNICORN_THREADS``: threads per worker (default 4), each with its own persistent
+- ``GUNICORN_THREADS``: threads per worker (default 2), each with its own persistent
   database connection;
 - ``GUNICORN_KEEPALIVE``: seconds an idle client connection is kept open (default 5;
   behind a load balancer, longer than its own idle timeout).
@@ -20,5 +20,5 @@ import os
 
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1))
-threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+threads = int(os.environ.get("GUNICORN_THREADS") or 2)
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE") or 5)
