@@ -3,7 +3,7 @@ from django.urls import path
 from mdm.api import connectors, erasure, golden_views, relationships, survivorship, tokens, views
 
 # The golden record read, the hottest route: config/urls.py resolves it before every other
-# one (behind the patterns ahead of it, resolving cost a tenth of the request's time).  No
+# one (behind the ~60 patterns ahead of it, resolving took 6-8% of a read's time).  No
 # earlier pattern matches its paths (tests/mdm/test_api_golden_read.py).
 hot_urlpatterns = [
     path("<slug:domain>/golden/<int:pk>", views.GoldenRecordDetailView.as_view(), name="golden"),
