@@ -5,7 +5,8 @@
                                  [--connections 16] [--workers 4] [--batch 1000] [--json PATH]
                                  [--only read|ingest]
 
-The hub is served as in production: gunicorn (``--workers`` processes) on
+The hub is served as in production: gunicorn (``--workers`` processes; worker class,
+threads and keep-alive from the project's ``config/gunicorn.py``) on
 ``config.wsgi:application`` with ``config.settings.production`` (persistent connections,
 JSON renderer only), on loopback. The load generator is wrk (``apt-get install wrk``) with
 the Lua scripts in ``bench/wrk/``:
@@ -98,6 +99,8 @@ def serve(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
         "-m",
         "gunicorn",
         "config.wsgi:application",
+        "--config",
+        "config/gunicorn.py",
         "--workers",
         str(workers),
         "--bind",
@@ -244,7 +247,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {"AURUM_TOKEN": secret, "AURUM_IDS": str(tmp / "ids.txt")}
     print(
-        f"gunicorn {args.workers} workers on {url}; wrk {args.connections} connections, "
+        f"gunicorn {args.workers} workers (config/gunicorn.py) on {url}; "
+        f"wrk {args.connections} connections, "
         f"{args.duration} s per test; {connection.settings_dict['NAME']}"
     )
     try:

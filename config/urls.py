@@ -5,12 +5,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config import ops
 from matching.api import MatchSearchView
+from mdm.api.urls import hot_urlpatterns
 from mdm.audit.api import AuditEntryListView
 from mdm.views import quality_page
 
 handler404 = "config.ops.not_found"
 
 urlpatterns = [
+    path("api/v1/", include(hot_urlpatterns)),  # first: the golden record read
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
     path("metrics", ops.metrics, name="metrics"),

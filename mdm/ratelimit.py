@@ -6,6 +6,13 @@ MULTI/EXEC transaction, so every worker process shares the count; without Redis 
 this process's memory under a lock (enough for the embedded single-process hub).  DRF's own
 throttles read-then-write the cache and are not atomic, so they are not used for this.
 
+Checking an address before its credentials are looked at would cost a Redis round trip on
+every API request.  Each process remembers, for ``CLEAN_MEMO_SECONDS``, the addresses Redis
+showed without any failure in the current window, and checks those again only when the memo
+runs out or when this process counts a failure of theirs: failures counted by other
+processes hold an address off here at most that much later (their failed attempts are
+answered 429 at once all the same, since counting a failure checks the limit).
+
 Settings (environment variables of the same name): ``AURUM_AUTH_FAILURES_PER_MINUTE``
 (default 20), ``AURUM_INGEST_REQUESTS_PER_MINUTE`` (default 600); 0 turns a limit off.
 """
@@ -23,6 +30,8 @@ from django.conf import settings
 from rest_framework import exceptions
 
 WINDOW_SECONDS = 60
+CLEAN_MEMO_SECONDS = 1.0
+_monotonic = time.monotonic  # the memo's clock (a test moves it)
 
 
 class RateLimited(exceptions.Throttled):
@@ -38,6 +47,8 @@ class Hit:
 
 _local_lock = threading.Lock()
 _local: dict[str, tuple[int, float]] = {}
+# Addresses Redis showed without failures: address -> (window index, monotonic expiry).
+_clean: dict[str, tuple[int, float]] = {}
 
 
 @lru_cache(maxsize=4)
@@ -95,7 +106,17 @@ def auth_failures_check(request: Any) -> None:
     limit = int(getattr(settings, "AURUM_AUTH_FAILURES_PER_MINUTE", 20))
     if limit <= 0:
         return
-    current = hit("authfail", client_address(request), count=False)
+    address = client_address(request)
+    index = int(time.time() // WINDOW_SECONDS)
+    memo = _clean.get(address)
+    if memo is not None and memo[0] == index and memo[1] > _monotonic():
+        return
+    current = hit("authfail", address, count=False)
+    on_redis = bool(getattr(settings, "REDIS_URL", ""))
+    if current.count == 0 and on_redis:
+        if len(_clean) >= 10_000:
+            _clean.clear()
+        _clean[address] = (index, _monotonic() + CLEAN_MEMO_SECONDS)
     if current.count >= limit:
         raise RateLimited(
             wait=current.retry_after,
@@ -108,7 +129,9 @@ def auth_failure_limit(request: Any) -> None:
     limit = int(getattr(settings, "AURUM_AUTH_FAILURES_PER_MINUTE", 20))
     if limit <= 0:
         return
-    current = hit("authfail", client_address(request))
+    address = client_address(request)
+    _clean.pop(address, None)
+    current = hit("authfail", address)
     if current.count > limit:
         raise RateLimited(
             wait=current.retry_after,

@@ -586,8 +586,11 @@ def golden_record_read(*, domain: str, pk: int) -> dict[str, Any] | None:
     """
     requested = pk
     seen: set[int] = set()
+    # PostgreSQL plans the join for longer than it runs it: prepared once per connection
+    # (config/postgresql/base.py); other databases take a plain cursor.
+    cursor_of = getattr(connection, "prepared_cursor", connection.cursor)
     while True:
-        with connection.cursor() as cursor:
+        with cursor_of() as cursor:
             cursor.execute(_golden_read_sql(), [pk, domain])
             rows = cursor.fetchall()
         if not rows:

@@ -93,6 +93,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that costs no round trip on a healthy
+    # connection (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server and the worker read while the other writes.
     DATABASES["default"].setdefault("OPTIONS", {})
@@ -248,6 +252,9 @@ AURUM_RETENTION_DAYS = int(os.environ.get("AURUM_RETENTION_DAYS", "730"))
 
 # Stored API responses are replayed for this long after the first request.
 AURUM_IDEMPOTENCY_HOURS = int(os.environ.get("AURUM_IDEMPOTENCY_HOURS", "72"))
+# The API's hot reads use prepared statements on PostgreSQL (config/postgresql/base.py); turn
+# off behind a transaction-pooling PgBouncer older than 1.21.
+AURUM_PREPARED_READS = env_bool("AURUM_PREPARED_READS", True)
 # API token lookups are cached per process this many seconds (0: off); see mdm/tokens.py.
 AURUM_TOKEN_CACHE_SECONDS = float(os.environ.get("AURUM_TOKEN_CACHE_SECONDS", "10"))
 

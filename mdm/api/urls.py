@@ -2,6 +2,13 @@ from django.urls import path
 
 from mdm.api import connectors, erasure, golden_views, relationships, survivorship, tokens, views
 
+# The golden record read, the hottest route: config/urls.py resolves it before every other
+# one (behind the ~60 patterns ahead of it, resolving took 6-8% of a read's time).  No
+# earlier pattern matches its paths (tests/mdm/test_api_golden_read.py).
+hot_urlpatterns = [
+    path("<slug:domain>/golden/<int:pk>", views.GoldenRecordDetailView.as_view(), name="golden"),
+]
+
 urlpatterns = [
     path("connectors", connectors.ConnectorListView.as_view(), name="connectors"),
     path("connectors/<slug:name>", connectors.ConnectorDetailView.as_view(), name="connector"),
@@ -70,7 +77,6 @@ urlpatterns = [
     ),
     path("<slug:domain>/erasures", erasure.ErasureCollectionView.as_view(), name="erasures"),
     path("<slug:domain>/golden", views.GoldenRecordListView.as_view(), name="golden-list"),
-    path("<slug:domain>/golden/<int:pk>", views.GoldenRecordDetailView.as_view(), name="golden"),
     path("<slug:domain>/golden/merge", golden_views.GoldenMergeView.as_view(), name="golden-merge"),
     path(
         "<slug:domain>/golden/<int:pk>/split",

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from django.urls import Resolver404, get_resolver, resolve
+from django.urls.resolvers import RegexPattern, URLResolver
+from django.utils import timezone as django_timezone
+from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
 from mdm.api.serializers import GoldenRecordSerializer
-from mdm.api.views import _golden_queryset
+from mdm.api.views import GoldenRecordDetailView, _datetime, _golden_queryset
 from mdm.models import CrossReference, SourceRecord, SourceToken
 from mdm.services.golden import golden_records_apply_clusters
 from mdm.services.sources import source_token_revoke
@@ -49,6 +56,9 @@ def test_the_read_answers_what_the_serializer_answers(records, api):
 
     assert response.status_code == 200
     assert json.loads(response.content) == serializer_json(gid)
+    # byte for byte what DRF renders from the serializer
+    golden = _golden_queryset("customer").get(pk=gid)
+    assert response.content == JSONRenderer().render(GoldenRecordSerializer(golden).data)
     assert list(json.loads(response.content)) == [
         "id", "domain", "status", "version", "attributes", "provenance", "members",
         "created_at", "updated_at",
@@ -107,3 +117,46 @@ def test_last_used_at_is_written_at_most_once_a_minute(records, api, token):
 
     assert first is not None
     assert SourceToken.objects.get(pk=token.token.pk).last_used_at == first
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Paris", "America/St_Johns"])
+def test_timestamps_are_written_as_drf_writes_them(zone):
+    drf = serializers.DateTimeField().to_representation
+    values: list[datetime | None] = [
+        None,
+        datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2026, 1, 1, 12, 0),  # naive: DRF makes it aware in the current zone
+    ]
+
+    with django_timezone.override(zone) if zone else django_timezone.override(UTC):
+        assert [_datetime(v) for v in values] == [drf(v) for v in values]  # type: ignore[arg-type]
+
+
+def test_no_other_route_answers_a_golden_read_path():
+    # The read is resolved first (config/urls.py): every path of its shape, whatever its
+    # first segment, is claimed by no other route, so resolving it first changes nothing.
+    from config import urls
+    from mdm.api.urls import hot_urlpatterns
+
+    first: Any = urls.urlpatterns[0]
+    assert first.url_patterns == hot_urlpatterns
+    rest: Any = urls.urlpatterns[1:]
+    without = URLResolver(RegexPattern(r"^/"), rest)
+    words = {"customer", "supplier", "product"}
+    pending = list(get_resolver().url_patterns)
+    while pending:
+        pattern = pending.pop()
+        words.update(re.findall(r"[-a-zA-Z0-9_]+", str(pattern.pattern)))
+        pending.extend(getattr(pattern, "url_patterns", []))
+
+    for word in sorted(words):
+        path = f"/api/v1/{word}/golden/7"
+        match = resolve(path)
+        view: Any = match.func
+        assert view.view_class is GoldenRecordDetailView, path
+        assert match.kwargs == {"domain": word, "pk": 7}
+        with pytest.raises(Resolver404):
+            without.resolve(path)

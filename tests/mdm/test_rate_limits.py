@@ -149,3 +149,51 @@ def test_failed_password_logins_are_limited(backend: str, settings: Any) -> None
         ).status_code
         == 302
     )
+
+
+def test_a_clean_address_is_checked_on_redis_once_per_memo(
+    settings: Any, redis_url: str, token: IssuedToken, monkeypatch: Any
+) -> None:
+    # given Redis and an address that has not failed this window
+    settings.REDIS_URL = redis_url
+    settings.AURUM_AUTH_FAILURES_PER_MINUTE = 3
+    address = _address()
+    reads: list[str] = []
+    client = ratelimit._redis(redis_url)
+    real_get = client.get
+
+    def counted_get(key: str) -> Any:
+        reads.append(key)
+        return real_get(key)
+
+    monkeypatch.setattr(client, "get", counted_get)
+    good = _client(token.secret, address)
+
+    # when it reads three times
+    codes = [good.get("/api/v1/ingest-runs").status_code for _ in range(3)]
+
+    # then Redis was asked once
+    assert codes == [200, 200, 200]
+    assert len(reads) == 1
+    # failures counted by another process hold the address off once the memo runs out
+    for _ in range(3):
+        ratelimit.hit("authfail", address)
+    now = ratelimit._monotonic()
+    monkeypatch.setattr(ratelimit, "_monotonic", lambda: now + ratelimit.CLEAN_MEMO_SECONDS + 1)
+    assert good.get("/api/v1/ingest-runs").status_code == 429
+    assert len(reads) == 2
+
+
+def test_a_failure_in_this_process_ends_the_memo_at_once(
+    settings: Any, redis_url: str, token: IssuedToken
+) -> None:
+    settings.REDIS_URL = redis_url
+    settings.AURUM_AUTH_FAILURES_PER_MINUTE = 2
+    address = _address()
+    good, bad = _client(token.secret, address), _client("aur_00000000_wrong", address)
+    assert good.get("/api/v1/ingest-runs").status_code == 200  # remembered as clean
+
+    codes = [bad.get("/api/v1/ingest-runs").status_code for _ in range(3)]
+
+    assert codes == [401, 401, 429]
+    assert good.get("/api/v1/ingest-runs").status_code == 429
