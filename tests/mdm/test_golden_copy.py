@@ -130,5 +130,10 @@ def test_a_big_apply_refreshes_the_planner_statistics(
 
     statements = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("ANALYZE")]
     tables = [GoldenRecord._meta.db_table, CrossReference._meta.db_table]
-    assert statements == ([f"ANALYZE {t}" for t in tables] if analyzed else [])
+    assert [s.split(" (")[0] for s in statements] == (
+        [f"ANALYZE {t}" for t in tables] if analyzed else []
+    )
+    if analyzed:  # the key columns only: sampling the JSON documents is most of the cost
+        assert "(id, domain, status, " in statements[0]
+        assert "attributes" not in statements[0] and "provenance" not in statements[0]
     assert CrossReference.objects.count() == 6
