@@ -97,7 +97,7 @@ def table_analyze(*models: type[Model], keys_only: bool = False) -> None:
             columns = ""
             if keys_only:
                 names = [
-                    f.column
+                    str(f.column)
                     for f in model._meta.concrete_fields
                     if f.get_internal_type() != "JSONField"
                 ]

@@ -914,10 +914,20 @@ def _register(db_api: DuckDBAPI, table: pa.Table | str, name: str) -> Any:
     return db_api.register(table, table_name=f"{name}_{next(_link_counter)}")
 
 
-def _linker(db_api: DuckDBAPI, table: pa.Table | str, settings: Mapping[str, Any]) -> Linker:
+def _linker(
+    db_api: DuckDBAPI,
+    table: pa.Table | str,
+    settings: Mapping[str, Any],
+    *,
+    validate: bool = True,
+) -> Linker:
+    """A Linker on ``table``.  ``validate=False`` skips Splink's settings validation, which
+    only logs the columns a settings dictionary names and the table lacks (parsing every
+    level's SQL to find them): for scoring with a model trained on the same prepared
+    columns."""
     sdf = _register(db_api, table, "records")
     # log_level=None: Splink must not configure the application's logging.
-    return Linker(sdf, dict(deepcopy(settings)), log_level=None)
+    return Linker(sdf, dict(deepcopy(settings)), log_level=None, validate_settings=validate)
 
 
 def _scoring_settings(parameters: Mapping[str, Any], *, link_type: str) -> dict[str, Any]:
@@ -1532,7 +1542,7 @@ class SplinkEngine:
             con.execute("create table __aurum_records_table as select * from __aurum_records")
             con.unregister("__aurum_records")
             del table
-            linker = _linker(db_api, "__aurum_records_table", settings)
+            linker = _linker(db_api, "__aurum_records_table", settings, validate=False)
             predictions = linker.inference.predict(
                 threshold_match_probability=threshold, warning_mode="never"
             )
