@@ -383,12 +383,16 @@ def rows_create_with_history(
     assert pk is not None
     if count is not None and _use_copy() and pk.attname not in columns:
         if not count:
+            for _ in rows:
+                raise ValueError("0 rows announced, more given")
             return []
         return _rows_stream_with_history(
             model, columns, rows, count, history_date=history_date, reason=reason, user=user
         )
     if not isinstance(rows, Sequence):
         rows = list(rows)
+    if count is not None and len(rows) != count:
+        raise ValueError(f"{count} rows announced, {len(rows)} given")
     if not rows:
         return []
     if not _use_copy():
@@ -441,11 +445,17 @@ def _rows_stream_with_history(
     ids = _next_ids(model, count)
 
     def full_rows() -> Iterator[tuple[Any, ...]]:
-        for pk_value, row in zip(ids, rows, strict=True):
-            yield (pk_value, *row, *defaults)
+        given = 0
+        for row in rows:
+            if given == count:
+                raise ValueError(f"{count} rows announced, more given")
+            yield (ids[given], *row, *defaults)
+            given += 1
+        if given != count:
+            raise ValueError(f"{count} rows announced, {given} given")
 
     with transaction.atomic():
-        # zip(strict=True) raises when ``rows`` yields more or fewer than ``count`` rows.
+        # A wrong count raises inside COPY: the COPY and its savepoint are rolled back.
         _copy_rows(model, model._meta.db_table, [pk.attname, *columns, *missing], full_rows())
         _history_from_rows(model, ids, history_date, reason, user)
     return ids
