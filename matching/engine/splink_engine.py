@@ -543,7 +543,7 @@ def prepare_table(
             lambda value, kind=kind, person_name=person_name: _prepare_value(  # type: ignore[misc]
                 kind, value, person_name=person_name
             ),
-            [_value(record.attributes, attribute) for record in records],
+            _column_values(records, attribute),
         )
         arrays[attribute] = pa.array(values, pa.float64() if kind == "numeric" else pa.string())
         comparison = by_attribute.get(attribute)
@@ -561,6 +561,13 @@ def prepare_table(
                 derived = _memoised(lambda value, c=comparison: _derive(c, value), values)  # type: ignore[misc]
             arrays[column.name] = pa.array(derived, column.type)
     return pa.table(arrays)
+
+
+def _column_values(records: Sequence[EngineRecord], attribute: str) -> list[Any]:
+    """``_value`` of every record: a plain lookup where the attribute has no fallback."""
+    if attribute in _FALLBACKS:
+        return [_value(record.attributes, attribute) for record in records]
+    return [record.attributes.get(attribute) for record in records]
 
 
 def _memoised(function: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
@@ -1343,7 +1350,7 @@ def _display_table(
     arrays: dict[str, Any] = {"unique_id": pa.array([r.id for r in records], pa.int64())}
     for i, comparison in enumerate(comparisons):
         name = comparison.name
-        values = _memoised(_json_text, [_value(r.attributes, name) for r in records])
+        values = _memoised(_json_text, _column_values(records, name))
         arrays[f"d{i}"] = pa.array(values, pa.string())
     return pa.table(arrays)
 
