@@ -299,7 +299,7 @@ def _store_pairs(domain: str, model: MatchModel, pairs: Sequence[ScoredPair]) ->
     else:
         _insert_pairs(domain, model, pairs)
     if len(pairs) >= ANALYZE_AT:  # the review-task query reads them next
-        bulk.table_analyze(MatchPair)
+        bulk.table_analyze(MatchPair, keys_only=True)
 
 
 def _insert_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:

@@ -9,7 +9,7 @@ helpers.  Either way every written row has its history row: no write path bypass
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -82,18 +82,28 @@ class RecordRow:
         )
 
 
-def table_analyze(*models: type[Model]) -> None:
+def table_analyze(*models: type[Model], keys_only: bool = False) -> None:
     """Refresh the planner's statistics of these models' tables after a bulk write.
 
     Without them (a fresh table, or autovacuum off) PostgreSQL estimates a handful of rows
     and picks plans for that: on the records table ~8x slower key lookups, on the
-    cross-reference a member load 130x slower.  A no-op elsewhere.
+    cross-reference a member load 130x slower.  ``keys_only`` leaves out the JSON columns:
+    no query filters on them, and sampling (detoasting) large documents is most of the
+    cost of an ANALYZE.  A no-op elsewhere.
     """
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
         for model in models:
-            cursor.execute(f"ANALYZE {model._meta.db_table}")
+            columns = ""
+            if keys_only:
+                names = [
+                    str(f.column)
+                    for f in model._meta.concrete_fields
+                    if f.get_internal_type() != "JSONField"
+                ]
+                columns = f" ({', '.join(names)})"
+            cursor.execute(f"ANALYZE {model._meta.db_table}{columns}")
 
 
 def records_analyze() -> None:
@@ -375,23 +385,41 @@ def _context_user() -> Any:
 def rows_create_with_history(
     model: type[Model],
     columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
+    rows: Sequence[Sequence[Any]] | Iterable[Sequence[Any]],
     *,
     history_date: datetime,
     reason: str,
     user: Any = None,
+    count: int | None = None,
 ) -> list[Any]:
     """Insert ``rows`` (values of ``columns``, field attnames) with their '+' history rows.
 
     Returns the primary keys in the order of ``rows``: generated from the table's sequence
     when ``columns`` does not name the primary key.  Columns left out take their model
     default; ``auto_now``/``auto_now_add`` fields must be given (COPY runs no ``pre_save``).
+
+    ``rows`` may be an iterator when ``count`` says how many it yields (and ``columns``
+    does not name the primary key): on PostgreSQL the ids are then taken first and each
+    row goes to COPY as it is produced, so the server stores rows while the caller is still
+    computing the next ones.
     """
     user = user if user is not None else _context_user()
-    if not rows:
-        return []
     pk = model._meta.pk
     assert pk is not None
+    if count is not None and _use_copy() and pk.attname not in columns:
+        if not count:
+            for _ in rows:
+                raise ValueError("0 rows announced, more given")
+            return []
+        return _rows_stream_with_history(
+            model, columns, rows, count, history_date=history_date, reason=reason, user=user
+        )
+    if not isinstance(rows, Sequence):
+        rows = list(rows)
+    if count is not None and len(rows) != count:
+        raise ValueError(f"{count} rows announced, {len(rows)} given")
+    if not rows:
+        return []
     if not _use_copy():
         objs = [model(**dict(zip(columns, row, strict=True))) for row in rows]
         bulk_create_with_history(
@@ -417,6 +445,58 @@ def rows_create_with_history(
     all_columns = [*given, *missing]
     if defaults:
         full_rows = [(*row, *defaults) for row in full_rows]
+    with transaction.atomic():
+        _copy_rows(model, model._meta.db_table, all_columns, full_rows)
+        _history_from_rows(model, ids, history_date, reason, user)
+    return ids
+
+
+def _rows_stream_with_history(
+    model: type[Model],
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    count: int,
+    *,
+    history_date: datetime,
+    reason: str,
+    user: Any,
+) -> list[Any]:
+    """``rows_create_with_history`` for an iterator of ``count`` rows, on PostgreSQL."""
+    pk = model._meta.pk
+    assert pk is not None
+    tracked = _tracked_columns(model)
+    missing = [c for c in tracked if c not in columns and c != pk.attname]
+    defaults = tuple(_default(model, c) for c in missing)
+    ids = _next_ids(model, count)
+
+    def full_rows() -> Iterator[tuple[Any, ...]]:
+        given = 0
+        for row in rows:
+            if given == count:
+                raise ValueError(f"{count} rows announced, more given")
+            yield (ids[given], *row, *defaults)
+            given += 1
+        if given != count:
+            raise ValueError(f"{count} rows announced, {given} given")
+
+    with transaction.atomic():
+        # A wrong count raises inside COPY: the COPY and its savepoint are rolled back.
+        _copy_rows(model, model._meta.db_table, [pk.attname, *columns, *missing], full_rows())
+        _history_from_rows(model, ids, history_date, reason, user)
+    return ids
+
+
+def _history_from_rows(
+    model: type[Model], ids: Sequence[Any], history_date: datetime, reason: str, user: Any
+) -> None:
+    """The '+' history rows of the rows ``ids`` just written, in the order of ``ids``.
+
+    Copied from the rows on the server: the values (large JSON documents) cross the wire
+    and get parsed once, not twice.  WITH ORDINALITY keeps the history ids in that order.
+    """
+    pk = model._meta.pk
+    assert pk is not None
+    tracked = _tracked_columns(model)
     history = _history_model(model)
     history_columns = [
         *tracked,
@@ -426,20 +506,14 @@ def rows_create_with_history(
         "history_user_id",
     ]
     table = model._meta.db_table
-    with transaction.atomic():
-        _copy_rows(model, table, all_columns, full_rows)
-        # The history rows are copied from the rows just written, on the server: the
-        # values (large JSON documents) cross the wire and get parsed once, not twice.
-        # WITH ORDINALITY keeps the history ids in the order of ``rows``.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {history._meta.db_table} ({', '.join(history_columns)}) "  # noqa: S608  # nosec B608
-                f"SELECT {', '.join(f't.{c}' for c in tracked)}, %s, %s, '+', %s "
-                f"FROM unnest(%s::{pk.db_type(connection)}[]) WITH ORDINALITY AS k(pk, n) "
-                f"JOIN {table} t ON t.{pk.column} = k.pk ORDER BY k.n",
-                [history_date, reason, getattr(user, "pk", None), ids],
-            )
-    return ids
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {history._meta.db_table} ({', '.join(history_columns)}) "  # noqa: S608  # nosec B608
+            f"SELECT {', '.join(f't.{c}' for c in tracked)}, %s, %s, '+', %s "
+            f"FROM unnest(%s::{pk.db_type(connection)}[]) WITH ORDINALITY AS k(pk, n) "
+            f"JOIN {table} t ON t.{pk.column} = k.pk ORDER BY k.n",
+            [history_date, reason, getattr(user, "pk", None), list(ids)],
+        )
 
 
 def _default(model: type[Model], column: str) -> Any:

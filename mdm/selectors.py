@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import connection, models
 from django.db.models import QuerySet
 
@@ -377,6 +378,12 @@ def live_record_rows(
         params.append(excluded)
     loads = orjson.loads
     with connection.chunked_cursor() as cursor:
+        if settings.USE_TZ and connection.timezone_name == "UTC":
+            # psycopg's own (C) loader: the session is in UTC, so it reads the same aware
+            # datetimes as Django's Python subclass of it, ten times faster.
+            from psycopg.types.datetime import TimestamptzLoader
+
+            cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         cursor.execute(sql, params)
         while rows := cursor.fetchmany(5000):
             if not json_at:

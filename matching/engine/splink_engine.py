@@ -543,7 +543,7 @@ def prepare_table(
             lambda value, kind=kind, person_name=person_name: _prepare_value(  # type: ignore[misc]
                 kind, value, person_name=person_name
             ),
-            [_value(record.attributes, attribute) for record in records],
+            _column_values(records, attribute),
         )
         arrays[attribute] = pa.array(values, pa.float64() if kind == "numeric" else pa.string())
         comparison = by_attribute.get(attribute)
@@ -561,6 +561,13 @@ def prepare_table(
                 derived = _memoised(lambda value, c=comparison: _derive(c, value), values)  # type: ignore[misc]
             arrays[column.name] = pa.array(derived, column.type)
     return pa.table(arrays)
+
+
+def _column_values(records: Sequence[EngineRecord], attribute: str) -> list[Any]:
+    """``_value`` of every record: a plain lookup where the attribute has no fallback."""
+    if attribute in _FALLBACKS:
+        return [_value(record.attributes, attribute) for record in records]
+    return [record.attributes.get(attribute) for record in records]
 
 
 def _memoised(function: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
@@ -914,10 +921,20 @@ def _register(db_api: DuckDBAPI, table: pa.Table | str, name: str) -> Any:
     return db_api.register(table, table_name=f"{name}_{next(_link_counter)}")
 
 
-def _linker(db_api: DuckDBAPI, table: pa.Table | str, settings: Mapping[str, Any]) -> Linker:
+def _linker(
+    db_api: DuckDBAPI,
+    table: pa.Table | str,
+    settings: Mapping[str, Any],
+    *,
+    validate: bool = True,
+) -> Linker:
+    """A Linker on ``table``.  ``validate=False`` skips Splink's settings validation, which
+    only logs the columns a settings dictionary names and the table lacks (parsing every
+    level's SQL to find them): for scoring with a model trained on the same prepared
+    columns."""
     sdf = _register(db_api, table, "records")
     # log_level=None: Splink must not configure the application's logging.
-    return Linker(sdf, dict(deepcopy(settings)), log_level=None)
+    return Linker(sdf, dict(deepcopy(settings)), log_level=None, validate_settings=validate)
 
 
 def _scoring_settings(parameters: Mapping[str, Any], *, link_type: str) -> dict[str, Any]:
@@ -1333,7 +1350,7 @@ def _display_table(
     arrays: dict[str, Any] = {"unique_id": pa.array([r.id for r in records], pa.int64())}
     for i, comparison in enumerate(comparisons):
         name = comparison.name
-        values = _memoised(_json_text, [_value(r.attributes, name) for r in records])
+        values = _memoised(_json_text, _column_values(records, name))
         arrays[f"d{i}"] = pa.array(values, pa.string())
     return pa.table(arrays)
 
@@ -1532,7 +1549,7 @@ class SplinkEngine:
             con.execute("create table __aurum_records_table as select * from __aurum_records")
             con.unregister("__aurum_records")
             del table
-            linker = _linker(db_api, "__aurum_records_table", settings)
+            linker = _linker(db_api, "__aurum_records_table", settings, validate=False)
             predictions = linker.inference.predict(
                 threshold_match_probability=threshold, warning_mode="never"
             )

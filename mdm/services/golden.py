@@ -24,7 +24,7 @@ from mdm.domains.base import Domain
 from mdm.models import CrossReference, GoldenRecord, SourceSystem
 from mdm.selectors import live_record_rows
 from mdm.services.relationships import relationships_recompute
-from mdm.survivorship import Member, survive, survivorship_rules_active
+from mdm.survivorship import Member, survive_fast, survivorship_rules_active
 
 BATCH = 900  # ids per IN (...) query: below SQLite's parameter limit
 # Above this many ids a read takes the whole domain in one query instead of IN batches.
@@ -155,7 +155,7 @@ def _write_rebuilt(
     for gid in sorted(current):
         old_attributes, old_provenance, version = current[gid]
         live = [members[r] for r in members_of[gid] if r in members]
-        attributes, provenance = survive(dom, live, rules)
+        attributes, provenance = survive_fast(dom, live, rules)
         if attributes != old_attributes or provenance != old_provenance:
             rows.append((gid, attributes, provenance, version + 1, now))
     bulk.rows_update_with_history(
@@ -255,21 +255,25 @@ def golden_records_apply_clusters(
         if live is None:
             live = _members(dom.code, needed)
 
-        new_rows = []
         rules = survivorship_rules_active(domain=dom.code)
-        for key in new_keys:
-            attributes, provenance = survive(
-                dom, [live[r] for r in members[key] if r in live], rules
-            )
-            new_rows.append(
-                (dom.code, GoldenRecord.Status.ACTIVE.value, attributes, provenance, 1, now, now)
-            )
+        active = GoldenRecord.Status.ACTIVE.value
+
+        def new_rows() -> Iterator[tuple[Any, ...]]:
+            # Produced while COPY sends the previous ones: the server stores golden records
+            # while survivorship computes the next.
+            for key in new_keys:
+                attributes, provenance = survive_fast(
+                    dom, [live[r] for r in members[key] if r in live], rules
+                )
+                yield (dom.code, active, attributes, provenance, 1, now, now)
+
         new_ids = bulk.rows_create_with_history(
             GoldenRecord,
             ("domain", "status", "attributes", "provenance", "version", "created_at", "updated_at"),
-            new_rows,
+            new_rows(),
             history_date=now,
             reason=f"{reason}: new",
+            count=len(new_keys),
         )
         golden_of.update(zip(new_keys, new_ids, strict=True))
         moved = [(rid, golden_of[key]) for rid, key, _ in moves]
@@ -315,14 +319,14 @@ def golden_records_apply_clusters(
 
         members_of = {g: members[k] for k, g in golden_of.items() if g in affected}
         changed = _write_rebuilt(dom, members_of, live, reason=reason, now=now)
-        if len(new_rows) + len(new_links) + len(moved) >= ANALYZE_AT:
-            bulk.table_analyze(GoldenRecord, CrossReference)
+        if len(new_ids) + len(new_links) + len(moved) >= ANALYZE_AT:
+            bulk.table_analyze(GoldenRecord, CrossReference, keys_only=True)
         # Links follow their records: from and to every golden record whose members changed.
         relationships_recompute(
             golden_ids=sorted(affected | set(retired_ids) | set(new_ids)), reason=reason, when=now
         )
     return ApplyResult(
-        created=len(new_rows),
+        created=len(new_ids),
         changed=changed,
         retired=len(retired_rows),
         linked=len(new_links),
