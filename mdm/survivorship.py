@@ -530,6 +530,20 @@ def _entry(member: Member, value: Any) -> dict[str, Any]:
     return {"value": value, "source": member.source, "source_key": member.source_key}
 
 
+def _candidates(
+    ordered: Sequence[Member], present: set[str], names: tuple[str, ...]
+) -> list[Member]:
+    """The members holding a value for ``names`` (any of them, for a group), in order."""
+    if len(names) == 1:
+        only = names[0]
+        if only not in present:
+            return []
+        return [m for m in ordered if only in m.attributes]
+    if present.isdisjoint(names):
+        return []
+    return [m for m in ordered if not m.attributes.keys().isdisjoint(names)]
+
+
 def survive(
     domain: Domain, members: Sequence[Member], rules: RuleSet | None = None
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -555,15 +569,9 @@ def survive(
         present.update(m.attributes)
     for unit in rules.units:
         names = unit.attributes
-        if len(names) == 1:
-            only = names[0]
-            if only not in present:
-                continue
-            candidates = [m for m in ordered if only in m.attributes]
-        else:
-            if present.isdisjoint(names):
-                continue
-            candidates = [m for m in ordered if not m.attributes.keys().isdisjoint(names)]
+        candidates = _candidates(ordered, present, names)
+        if not candidates:
+            continue
         rule = unit.rule
         if len(candidates) == 1 and rule.strategy not in ("validated", "aggregate"):
             # The common case of a lone value: nothing to choose, nothing beaten.
@@ -581,22 +589,11 @@ def survive(
         picked, decided = _pick(candidates, ctx, apply_strategy=True)
         if picked is None:
             continue
-        winner = picked
         if distinct == 1 and rule.strategy != "validated":
             decided = ONLY_VALUE
         elif not decided:
             decided = rule.strategy if distinct > 1 else ONLY_VALUE
-        for name in names:
-            if name not in winner.attributes:
-                continue
-            value = winner.attributes[name]
-            beaten = [
-                _entry(m, m.attributes[name])
-                for m in candidates
-                if m is not winner and name in m.attributes and m.attributes[name] != value
-            ]
-            attributes[name] = value
-            provenance[name] = _provenance(winner, decided, rule.strategy, beaten[:MAX_COMPETITORS])
+        _write_unit(picked, decided, rule.strategy, names, candidates, attributes, provenance)
     return attributes, provenance
 
 
@@ -694,15 +691,9 @@ def _survive_many(
     for unit in rules.units:
         names = unit.attributes
         single = len(names) == 1
-        if single:
-            only = names[0]
-            if only not in present:
-                continue
-            candidates = [m for m in ordered if only in m.attributes]
-        else:
-            if present.isdisjoint(names):
-                continue
-            candidates = [m for m in ordered if not m.attributes.keys().isdisjoint(names)]
+        candidates = _candidates(ordered, present, names)
+        if not candidates:
+            continue
         rule = unit.rule
         strategy = rule.strategy
         if len(candidates) == 1 and strategy not in ("validated", "aggregate"):
@@ -720,7 +711,7 @@ def _survive_many(
                 _survive_picked(names, rule, candidates, ctx, attributes, provenance)
             continue
         if single:
-            keys = [_value_key(m.attributes.get(only)) for m in candidates]
+            keys = [_value_key(m.attributes.get(names[0])) for m in candidates]
         else:
             keys = [_key(m, names) for m in candidates]
         if len(set(keys)) == 1:
