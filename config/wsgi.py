@@ -9,8 +9,9 @@ application = get_wsgi_application()
 
 def _warm_up() -> None:
     """Import what the first requests would (the URLconf, the domain modules with their
-    normaliser libraries, Celery's task registry) while the worker starts, not while a client waits; then move
-    everything loaded so far out of the garbage collector's sight (``gc.freeze``).
+    normaliser libraries, Celery's task registry) while the worker starts, not while a
+    client waits; then move everything loaded so far out of the garbage collector's sight
+    (``gc.freeze``).
 
     Modules, classes and settings live as long as the process, yet every full collection
     walks them: a batch ingest allocates enough to trigger one every few requests, and
