@@ -39,7 +39,7 @@ django.setup()
 from django.db import connection, transaction  # noqa: E402
 
 from bench.figures import Figures, load_average  # noqa: E402
-from mdm.bulk import RecordRow, records_create  # noqa: E402
+from mdm.bulk import NEXT_IDS_SQL, RecordRow, records_create  # noqa: E402
 from mdm.models import (  # noqa: E402
     CrossReference,
     GoldenRecord,
@@ -174,10 +174,7 @@ def build(n: int, seed: int) -> int:
     now = datetime.now(UTC)
     total = 0
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [_table(GoldenRecord), n],
-        )
+        cursor.execute(NEXT_IDS_SQL, [_table(GoldenRecord), "id", n])
         golden_ids = [row[0] for row in cursor.fetchall()]
     for start in range(0, n, BATCH):
         ids = golden_ids[start : start + BATCH]

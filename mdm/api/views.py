@@ -212,15 +212,18 @@ class RecordCollectionView(MaskPiiMixin, generics.ListAPIView):
         if key is not None and not (0 < len(key) <= 255):
             raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 characters."]})
         try:
-            canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+            # Without a key only the check is needed (sorting the keys and hashing cost about
+            # a millisecond per 1,000 records).
+            canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS if key else None)
         except TypeError as exc:  # an integer beyond 64 bits, a lone surrogate in a string
             raise exceptions.ValidationError(
                 {"records": [f"The body cannot be stored as JSON: {exc}."]}
             ) from exc
-        request_hash = hashlib.sha256(
-            request.get_full_path().encode() + b"\n" + canonical
-        ).hexdigest()
+        request_hash = ""
         if key:
+            request_hash = hashlib.sha256(
+                request.get_full_path().encode() + b"\n" + canonical
+            ).hexdigest()
             replay = _idempotent_replay(source_system, key, request_hash)
             if replay is not None:
                 return replay

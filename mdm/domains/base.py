@@ -204,6 +204,10 @@ class Domain:
     _by_name: dict[str, Attribute] = field(init=False, repr=False, compare=False)
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _steps: tuple[tuple[str, Normaliser], ...] = field(init=False, repr=False, compare=False)
+    _required: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _required_any: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         by_name: dict[str, Attribute] = {}
@@ -225,6 +229,11 @@ class Domain:
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_names", tuple(by_name))
         object.__setattr__(self, "_steps", tuple((a.name, a.normalise) for a in self.attributes))
+        # The completeness checks run for every record: walk only what can fail.
+        object.__setattr__(self, "_required", tuple(a.name for a in self.attributes if a.required))
+        object.__setattr__(
+            self, "_required_any", tuple((group, frozenset(group)) for group in self.required_any)
+        )
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
@@ -303,11 +312,11 @@ class Domain:
                 continue
             if result is not None and result != "" and (result.__class__ is not list or result):
                 normalised[name] = result
-        for name, attribute in by_name.items():
-            if attribute.required and name not in normalised and name not in failed:
+        for name in self._required:
+            if name not in normalised and name not in failed:
                 errors.append(FieldError(name, f"{name} is required", "required"))
-        for group in self.required_any:
-            if not any(name in normalised or name in failed for name in group):
+        for group, names in self._required_any:
+            if normalised.keys().isdisjoint(names) and failed.isdisjoint(names):
                 errors.append(
                     FieldError(
                         "" if len(group) > 1 else group[0],

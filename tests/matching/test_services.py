@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import orjson
 import pytest
+from django.db import connection
 
 from matching.engine.interface import (
     Contribution,
@@ -189,6 +190,24 @@ def test_incremental_run_joins_reviews_and_founds(api, engine, keys):
     assert task.status == "open"
     assert RecordChange.objects.count() == 0
     assert match_pending(domain="customer", engine=engine) is None  # nothing left
+
+
+def test_a_marker_whose_record_is_gone_is_consumed_without_it(api, engine, keys):
+    match_model_train(domain="customer", engine=engine)
+    match_run_full(domain="customer", engine=engine)
+    keys.update(push(api, "M", "N"))
+    # No database constraint ties a marker to its record: one removed by SQL leaves it.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM mdm_sourcerecord WHERE id = %s", [keys["M"]])
+    assert RecordChange.objects.filter(record_id=keys["M"]).count() == 1
+
+    run = match_pending(domain="customer", engine=engine)
+
+    assert run is not None
+    assert CrossReference.objects.filter(record_id=keys["M"]).count() == 0
+    assert golden(keys, "N") not in {golden(keys, k) for k in "ABCDEFGHIJKL"}  # founded
+    assert RecordChange.objects.count() == 0
+    assert match_pending(domain="customer", engine=engine) is None
 
 
 def test_incremental_run_honours_cannot_link_between_two_goldens(api, engine, keys):

@@ -147,6 +147,45 @@ def test_a_batch_queues_one_match_after_commit(api, settings, django_capture_on_
 
 
 @pytest.mark.django_db
+def test_a_batch_takes_its_ids_from_the_table_sequence(api, require_postgres):
+    api.post(URL, {"records": [person(f"Q{i}") for i in range(5)]}, format="json")
+    api.post(URL, {"records": [person(f"R{i}") for i in range(3)]}, format="json")
+
+    ids = list(SourceRecord.objects.order_by("source_key").values_list("id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM mdm_sourcerecord_id_seq")
+        (last,) = cursor.fetchone()
+
+    assert len(set(ids)) == 8
+    assert ids[:5] == sorted(ids[:5]) and ids[5:] == sorted(ids[5:])
+    assert min(ids[5:]) > max(ids[:5])
+    assert max(ids) == last
+
+
+@pytest.mark.django_db
+def test_deleting_a_record_through_the_orm_deletes_its_change_markers(api):
+    api.post(URL, {"records": [person("D1"), person("D2")]}, format="json")
+
+    SourceRecord.objects.filter(source_key="D1").delete()
+
+    assert list(RecordChange.objects.values_list("record__source_key", flat=True)) == ["D2"]
+
+
+@pytest.mark.django_db
+def test_records_and_markers_keep_only_the_source_system_constraint(require_postgres):
+    # The run link and the marker's record link are checked by the ORM, not at every commit.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid::regclass::text IN "
+            "('mdm_sourcerecord', 'mdm_recordchange')"
+        )
+        found = sorted(cursor.fetchall())
+
+    assert found == [("mdm_sourcerecord", "mdm_sourcesystem")]
+
+
+@pytest.mark.django_db
 def test_a_bad_record_is_named_by_index_and_field_and_the_rest_applied(api):
     records = [person("Q0"), person("Q1", email="nope"), person("Q2", date_of_birth="2999-01-01")]
 
