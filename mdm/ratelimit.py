@@ -14,7 +14,7 @@ processes hold an address off here at most that much later (their failed attempt
 answered 429 at once all the same, since counting a failure checks the limit).
 
 Settings (environment variables of the same name): ``AURUM_AUTH_FAILURES_PER_MINUTE``
-(default 20), ``AURUM_INGEST_REQUESTS_PER_MINUTE`` (default 600); 0 turns a limit off.
+(default 20), ``AURUM_INGEST_REQUESTS_PER_MINUTE`` (default 1,800); 0 turns a limit off.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def auth_failure_limit(request: Any) -> None:
 
 def ingest_limit(source_code: str) -> None:
     """Count one ingest request of a source system; past the limit, answer 429."""
-    limit = int(getattr(settings, "AURUM_INGEST_REQUESTS_PER_MINUTE", 600))
+    limit = int(getattr(settings, "AURUM_INGEST_REQUESTS_PER_MINUTE", 1800))
     if limit <= 0:
         return
     current = hit("ingest", source_code)

@@ -222,7 +222,7 @@ AURUM_HIERARCHY_MAX_NODES = int(os.environ.get("AURUM_HIERARCHY_MAX_NODES", "100
 # Rate limits (per minute; 0 = off): failed authentications per client address, ingest
 # requests per source system.  Counted on Redis when REDIS_URL is set (mdm.ratelimit).
 AURUM_AUTH_FAILURES_PER_MINUTE = int(os.environ.get("AURUM_AUTH_FAILURES_PER_MINUTE", "20"))
-AURUM_INGEST_REQUESTS_PER_MINUTE = int(os.environ.get("AURUM_INGEST_REQUESTS_PER_MINUTE", "600"))
+AURUM_INGEST_REQUESTS_PER_MINUTE = int(os.environ.get("AURUM_INGEST_REQUESTS_PER_MINUTE", "1800"))
 AURUM_INGEST_CHUNK_SIZE = int(os.environ.get("AURUM_INGEST_CHUNK_SIZE", "5000"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = AURUM_MAX_REQUEST_BYTES
 
