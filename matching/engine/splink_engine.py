@@ -184,9 +184,21 @@ assert len(NICKNAMES) == sum(map(len, _NICKNAME_GROUPS.values())), "a nickname i
 # --------------------------------------------------------------------------- preparation
 
 
+# _fold of ASCII text in one pass: letters and digits kept, apostrophes and dots dropped,
+# anything else a space (NFKD leaves ASCII as it is, and casefold is lower there).
+_ASCII_FOLD = {
+    code: (chr(code) if chr(code).isalnum() else None if chr(code) in "'`." else " ")
+    for code in range(128)
+}
+# _letters of ASCII text: the letters only.
+_ASCII_NON_LETTERS = {code: None for code in range(128) if not chr(code).isalpha()}
+
+
 @lru_cache(maxsize=65536)
 def _fold(text: str) -> str:
     """Accents dropped, case-folded, apostrophes dropped, other punctuation as spaces."""
+    if text.isascii():
+        return " ".join(text.translate(_ASCII_FOLD).lower().split())
     decomposed = unicodedata.normalize("NFKD", text)
     chars = []
     for char in decomposed:
@@ -419,6 +431,8 @@ _TRANSLITERATIONS = str.maketrans(
 
 
 def _letters(text: str) -> str:
+    if text.isascii():
+        return text.translate(_ASCII_NON_LETTERS)
     return "".join(char for char in text if char.isalpha())
 
 
