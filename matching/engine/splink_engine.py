@@ -1522,6 +1522,31 @@ def _promising_sql(
     )
 
 
+def _blocked_pairs(linker: Linker, records: str) -> Any:
+    """Splink's blocked pairs of a dedupe_only linker on ``records``, as a SplinkDataFrame.
+
+    The same pairs and ``match_key`` (the first rule that blocks the pair) as Splink's
+    ``compute_blocked_pairs_for_predict``, in half its time: Splink excludes the pairs of
+    earlier rules with a growing ``NOT (...)`` per rule; here every rule's pairs are
+    joined, and each pair is kept once with its first rule. Splink's own blocking for
+    rules that explode arrays.
+    """
+    rules = linker._settings_obj._blocking_rules_to_generate_predictions
+    if not rules or any(isinstance(rule, ExplodingBlockingRule) for rule in rules):
+        return linker.inference.compute_blocked_pairs_for_predict()
+    parts = [
+        f"select {number} as rule, l.{UNIQUE_ID} as join_key_l, r.{UNIQUE_ID} as join_key_r "  # noqa: S608  # nosec B608
+        f"from {records} l join {records} r on ({rule.blocking_rule_sql}) "
+        f"and l.{UNIQUE_ID} < r.{UNIQUE_ID}"
+        for number, rule in enumerate(rules)
+    ]
+    linker._db_api.duckdb_con.execute(
+        "create table __aurum_blocked as select cast(min(rule) as varchar) as match_key, "  # noqa: S608  # nosec B608
+        f"join_key_l, join_key_r from ({' union all '.join(parts)}) group by join_key_l, join_key_r"
+    )
+    return linker._db_api.register("__aurum_blocked", table_name="__aurum_blocked_pairs")
+
+
 def _register_promising_pairs(linker: Linker, records: str, threshold: float) -> None:
     """Block as Splink does, then keep for Splink's predict the pairs that can reach
     ``threshold``.
@@ -1546,7 +1571,7 @@ def _register_promising_pairs(linker: Linker, records: str, threshold: float) ->
         return
     comparisons = [w for w in weighed if w is not None]
     floor = math.log2(threshold / (1 - threshold)) - math.log2(prior / (1 - prior))
-    blocked = linker.inference.compute_blocked_pairs_for_predict()
+    blocked = _blocked_pairs(linker, records)
     tf_columns = sorted(
         {
             level._tf_adjustment_input_column.unquote().name
@@ -1586,7 +1611,7 @@ def _register_promising_pairs(linker: Linker, records: str, threshold: float) ->
         "(select count(*) from __aurum_promising)"
     ).fetchall()[0]
     logger.info("pruning kept %d of %d blocked pairs", counts[1], counts[0])
-    blocked.drop_table_from_database_and_remove_from_cache()
+    blocked.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
     promising = db_api.register("__aurum_promising", table_name="__aurum_promising_pairs")
     linker.table_management.register_blocked_pairs_for_predict(promising)
 
