@@ -1442,7 +1442,7 @@ class _WeighedComparison:
     weight: str  # the pair's weight for this comparison, with its TF adjustment: Splink's
     bound: str  # at least ``weight``, from the cheap levels only
     expensive: bool  # whether some level calls an expensive function
-    spread: float  # the greatest level weight minus the least (the order of evaluation)
+    gap: float  # how far the bound may be above the weight (the order of evaluation)
 
 
 def _weighed(comparison: Any) -> _WeighedComparison | None:
@@ -1461,7 +1461,7 @@ def _weighed(comparison: Any) -> _WeighedComparison | None:
     bound: list[str] = []
     weight: list[str] = []
     weights: list[float] = []
-    expensive = False
+    expensive_weights: list[float] = []
     for level in levels:
         level_weight = level._match_weight
         if level_weight is None or not math.isfinite(level_weight):
@@ -1476,7 +1476,7 @@ def _weighed(comparison: Any) -> _WeighedComparison | None:
             break
         weight.append(f"WHEN {level.sql_condition} THEN {value}")
         if _EXPENSIVE_SQL.search(level.sql_condition):
-            expensive = True
+            expensive_weights.append(level_weight)
             before.append(value)
             continue
         bound.append(f"WHEN {level.sql_condition} THEN greatest({', '.join([*before, value])})")
@@ -1485,8 +1485,8 @@ def _weighed(comparison: Any) -> _WeighedComparison | None:
     return _WeighedComparison(
         weight="(CASE " + " ".join(weight) + " END)",
         bound="(CASE " + " ".join(bound) + " END)",
-        expensive=expensive,
-        spread=max(weights) - min(weights),
+        expensive=bool(expensive_weights),
+        gap=max(expensive_weights, default=0.0) - min(weights),
     )
 
 
@@ -1495,19 +1495,22 @@ def _promising_sql(
 ) -> str:
     """The blocked pairs whose weight can reach ``floor`` (the prior's weight left out).
 
-    The comparisons without expensive levels are summed first; then, the widest first,
-    each expensive comparison is weighed only for the pairs that can still reach the
-    floor with the bounds of those not weighed yet (a ``CASE`` per step: DuckDB evaluates
-    its branch only on the rows that take it, and a pair out of reach is null from there).
+    The comparisons without expensive levels are summed first; then each expensive one
+    (first the one whose bound can be furthest above its weight) is weighed only for the
+    pairs that can still reach the floor with the bounds of those not weighed yet (a
+    ``CASE`` per step: DuckDB evaluates its branch only on the rows that take it, and a
+    pair out of reach is null from there).
     """
     cheap = [c for c in comparisons if not c.expensive]
-    costly = sorted((c for c in comparisons if c.expensive), key=lambda c: -c.spread)
+    costly = sorted((c for c in comparisons if c.expensive), key=lambda c: -c.gap)
     zero = "cast(0 as float8)"
     floor_sql = f"cast({floor - _BOUND_MARGIN!r} as float8)"
     # The SQL is the model's own (Splink's level conditions) and the engine's.
-    sql = f"select *, {' + '.join(c.weight for c in cheap) or zero} as __w0 from pairs"  # noqa: S608  # nosec B608
+    # Each bound once per pair, beside the sum of the cheap comparisons' weights.
+    bounds = "".join(f", {c.bound} as __b{n}" for n, c in enumerate(costly))
+    sql = f"select *, {' + '.join(c.weight for c in cheap) or zero} as __w0{bounds} from pairs"  # noqa: S608  # nosec B608
     for step, comparison in enumerate(costly):
-        rest = " + ".join(c.bound for c in costly[step:])
+        rest = " + ".join(f"__b{n}" for n in range(step, len(costly)))
         sql = (
             f"select *, case when __w{step} + {rest} >= {floor_sql} "  # noqa: S608  # nosec B608
             f"then __w{step} + {comparison.weight} end as __w{step + 1} from ({sql})"
