@@ -18,6 +18,11 @@ How a ``MatchSpec`` becomes a Splink model
   with levels fit for its kind, and one ``block_on`` rule per blocking rule.
 * A trained model's ``parameters`` is Splink's own JSON (``save_model_to_json``): scoring
   loads it as is, so the engine's probabilities are exactly bare Splink's.
+* A full run (``score_all``) blocks as Splink's rules say, drops the pairs that cannot
+  reach the threshold (the expensive comparisons are weighed only while a pair still can,
+  see :func:`_register_promising_pairs`) and scores the rest with Splink's own
+  ``predict``: the same pairs, probabilities and weights, without Splink's string
+  similarities on the many pairs that are far from a match.
 * Candidates (search-before-create, incremental matching) are scored against a
   :class:`MatchStore`: the existing records prepared once and kept in memory with an index
   per blocking rule and their term frequencies, kept in step by ``upsert``/``delete``. A
@@ -1749,7 +1754,9 @@ class SplinkEngine:
         The model is loaded as trained (no retraining); term frequencies come from
         ``records``. ``left`` is the lower id of each pair. Records with datasets are
         linked and deduplicated (``link_and_dedupe``), others deduplicated; ids must be
-        unique either way. Pure: reads nothing but its arguments.  The pairs come back by
+        unique either way. Deduplication drops the blocked pairs that cannot reach
+        ``threshold`` before Splink scores the rest (:func:`_register_promising_pairs`).
+        Pure: reads nothing but its arguments.  The pairs come back by
         column (:class:`ScoredPairs`): DuckDB writes each pair's contributions as JSON, so
         no Python object is built per pair.
         """
