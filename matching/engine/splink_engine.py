@@ -455,12 +455,19 @@ def _email_name(prepared: Any, attributes: Mapping[str, Any]) -> str | None:
         return None
     found: str | None = None
     for attribute in _EMAIL_NAME_SOURCES:
-        value = _text(_value(attributes, attribute))
-        if value is None:
-            continue
-        for token in _name_tokens(value):
-            if token in local and len(token) > len(found or ""):
-                found = token
+        if attribute == "full_name" and not attributes.get(attribute):
+            # The fallback joins the given and family names: the same words as each
+            # part's, whose words are cached (the joined name is new for every record).
+            values = [attributes.get("given_name"), attributes.get("family_name")]
+        else:
+            values = [_value(attributes, attribute)]
+        for raw in values:
+            value = _text(raw)
+            if value is None:
+                continue
+            for token in _name_tokens(value):
+                if token in local and len(token) > len(found or ""):
+                    found = token
     return found
 
 

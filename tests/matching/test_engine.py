@@ -650,6 +650,26 @@ def test_preparation_reads_names_from_a_full_name_and_knows_nicknames() -> None:
     assert table["given_name__nick"] == ["jan", "robert", "elodie"]
 
 
+def test_preparation_finds_the_name_an_email_is_built_from() -> None:
+    records = [
+        EngineRecord(
+            1, {"given_name": "Stefan", "family_name": "Müller", "email": "stefan.mueller@gmx.de"}
+        ),
+        EngineRecord(
+            2, {"given_name": "Annabel", "family_name": "Lee", "email": "annabel.lee@x.com"}
+        ),
+        EngineRecord(3, {"full_name": "Sir John Smithers", "email": "johnsmithers@x.com"}),
+        EngineRecord(4, {"given_name": "Ina", "family_name": "Berg", "email": "in@x.com"}),
+        EngineRecord(5, {"given_name": "Ina", "family_name": "Berg", "email": "sales@x.com"}),
+    ]
+
+    table = prepare_table(SPEC, records)
+
+    # The longest of the record's names in the local part, umlauts also spelt out; the
+    # given name counts through the full name the two parts make.
+    assert table.column("email__name").to_pylist() == ["mueller", "annabel", "smithers", None, None]
+
+
 def test_preparation_rejects_repeated_ids() -> None:
     with pytest.raises(ValueError, match=r"repeated: \[7\]"):
         prepare_table(SPEC, [EngineRecord(7, {}), EngineRecord(7, {})])
