@@ -1165,6 +1165,8 @@ def main() -> None:
     report.section(f"full match through the hub (match_run_full), thresholds {lower} / {upper}")
     probe = Probe()
     probe.wrap(splink_engine, "prepare_table", "score: prepare_table")
+    probe.wrap(splink_engine, "_blocked_pairs", "score: blocking")
+    probe.wrap(splink_engine, "_register_promising_pairs", "score: blocking + pruning")
     probe.wrap(LinkerInference, "predict", "score: Splink predict")
     probe.wrap(splink_engine, "_display_table", "score: _display_table (values as JSON)")
     probe.wrap(match_services, "_store_pairs", "apply: _store_pairs (MatchPair rows)")
@@ -1216,6 +1218,7 @@ def main() -> None:
         probe.seconds(label)
         for label in (
             "score: prepare_table",
+            "score: blocking + pruning",
             "score: Splink predict",
             "score: _display_table (values as JSON)",
         )

@@ -7,7 +7,9 @@ normalised by the customer domain, with the customer domain's default match mode
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 
 import pytest
 from splink import DuckDBAPI, Linker
@@ -47,7 +49,11 @@ def pairs(
 
 
 def _bare_splink(
-    model: TrainedModel, records: list[EngineRecord], *, link_type: str
+    model: TrainedModel,
+    records: list[EngineRecord],
+    *,
+    link_type: str,
+    threshold: float = THRESHOLD,
 ) -> dict[tuple[int, int], tuple[float, float]]:
     """Bare Splink's predict() on the engine's prepared table with the trained model."""
     settings = json.loads(json.dumps(model.parameters))
@@ -55,7 +61,7 @@ def _bare_splink(
     db_api = DuckDBAPI()
     sdf = db_api.register(prepare_table(SPEC, records), dataset_display_name="fake_1000")
     linker = Linker(sdf, settings)
-    predictions = linker.inference.predict(threshold_match_probability=THRESHOLD)
+    predictions = linker.inference.predict(threshold_match_probability=threshold)
     columns = "unique_id_l, unique_id_r, match_probability, match_weight"
     rows = db_api.duckdb_con.execute(
         f"select {columns} from {predictions.physical_name}"  # noqa: S608 - Splink's table
@@ -134,6 +140,40 @@ def test_score_all_equals_bare_splink_predict(
         assert weight == pytest.approx(baseline[key][1], abs=1e-9), key
     assert all(p.left < p.right and p.match_probability >= THRESHOLD for p in pairs)
     assert [p.match_weight for p in pairs] == sorted((p.match_weight for p in pairs), reverse=True)
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(0.05, 1587), (0.5, 1467), (0.95, 1194)])
+def test_score_all_prunes_hopeless_pairs_and_keeps_exactly_splinks(
+    engine: SplinkEngine,
+    model: TrainedModel,
+    records: list[EngineRecord],
+    threshold: float,
+    expected: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given Splink's own predict at the threshold
+    baseline = _bare_splink(model, records, link_type="dedupe_only", threshold=threshold)
+
+    # When the engine scores everything (weighing the expensive comparisons only while a
+    # pair can still reach the threshold)
+    with caplog.at_level(logging.INFO, logger="matching.engine.splink_engine"):
+        pairs = engine.score_all(SPEC, model, records, threshold=threshold)
+
+    # Then pairs were dropped before Splink scored them...
+    found = [
+        re.fullmatch(r"pruning kept (\d+) of (\d+) blocked pairs", r.message)
+        for r in caplog.records
+    ]
+    [(kept, blocked)] = [(int(m[1]), int(m[2])) for m in found if m]
+    assert blocked == 1803
+    assert kept == expected < blocked
+    # ...and the pairs, probabilities and weights are exactly Splink's
+    ours = {(p.left, p.right): (p.match_probability, p.match_weight) for p in pairs}
+    assert len(ours) == len(baseline) == expected
+    assert ours.keys() == baseline.keys()
+    for key, (probability, weight) in ours.items():
+        assert probability == pytest.approx(baseline[key][0], abs=1e-9), key
+        assert weight == pytest.approx(baseline[key][1], abs=1e-9), key
 
 
 def test_score_all_with_datasets_links_and_dedupes_like_bare_splink(
@@ -608,6 +648,26 @@ def test_preparation_reads_names_from_a_full_name_and_knows_nicknames() -> None:
     assert table["given_name"] == ["jan", "bob", "elodie"]
     assert table["family_name"] == ["van der berg", "berg", "obrien"]
     assert table["given_name__nick"] == ["jan", "robert", "elodie"]
+
+
+def test_preparation_finds_the_name_an_email_is_built_from() -> None:
+    records = [
+        EngineRecord(
+            1, {"given_name": "Stefan", "family_name": "Müller", "email": "stefan.mueller@gmx.de"}
+        ),
+        EngineRecord(
+            2, {"given_name": "Annabel", "family_name": "Lee", "email": "annabel.lee@x.com"}
+        ),
+        EngineRecord(3, {"full_name": "Sir John Smithers", "email": "johnsmithers@x.com"}),
+        EngineRecord(4, {"given_name": "Ina", "family_name": "Berg", "email": "in@x.com"}),
+        EngineRecord(5, {"given_name": "Ina", "family_name": "Berg", "email": "sales@x.com"}),
+    ]
+
+    table = prepare_table(SPEC, records)
+
+    # The longest of the record's names in the local part, umlauts also spelt out; the
+    # given name counts through the full name the two parts make.
+    assert table.column("email__name").to_pylist() == ["mueller", "annabel", "smithers", None, None]
 
 
 def test_preparation_rejects_repeated_ids() -> None:
