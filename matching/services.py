@@ -31,16 +31,9 @@ from matching.store import engine_records, store_for
 from mdm import bulk
 from mdm.domains import get_domain
 from mdm.domains.match_spec import MatchSpec
-from mdm.models import STEWARD_SOURCE, CrossReference, RecordChange, SourceRecord, SourceSystem
-from mdm.selectors import live_record_rows
-from mdm.services.golden import (
-    MEMBER_COLUMNS,
-    golden_records_apply_clusters,
-    golden_records_rebuild,
-    members_from_rows,
-)
+from mdm.models import CrossReference, RecordChange, SourceRecord
+from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
 from mdm.services.locks import golden_domain_lock
-from mdm.survivorship import Member
 from stewardship.models import ReviewTask
 
 ANALYZE_AT = 10_000  # refresh the planner's statistics after writing this many pairs
@@ -174,10 +167,7 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
     try:
         last_change = RecordChange.objects.filter(domain=domain).aggregate(m=Max("id"))["m"] or 0
         t = time.perf_counter()
-        watermark = _records_watermark()
-        records, members = _full_run_records(domain)
-        live: dict[int, Member] | None = members
-        del members
+        records = engine_records(domain)
         timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
         pairs = (engine or get_engine()).score_all(
@@ -210,17 +200,14 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
             # Steward commands wait from here; one that committed while this run scored
             # changed the constraints: cluster again with them (scores stay valid).
             golden_domain_lock(domain)
-            if _records_watermark() != watermark:
-                live = None  # a record changed since: survivorship reads the latest values
             latest = _constraints(domain)
             if latest != (must, cannot):
                 must, cannot = latest
                 result = clustered(must, cannot)
             _store_pairs(domain, model, pairs)
             applied = golden_records_apply_clusters(
-                domain=domain, clusters=result.clusters, reason=f"match run {run.pk}", live=live
+                domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
             )
-            del live
             tasks = _review_tasks(domain, model, result.clusters, set(must) | set(cannot))
             RecordChange.objects.filter(domain=domain, id__lte=last_change).delete()
         timings["apply"] = time.perf_counter() - t
@@ -248,27 +235,6 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
         run.finished_at = timezone.now()
         run.save()
     return run
-
-
-def _full_run_records(domain: str) -> tuple[list[EngineRecord], dict[int, Member]]:
-    """The records a full run scores (as ``engine_records``) and every live record as
-    survivorship sees them, from one read of the domain."""
-    steward = SourceSystem.objects.filter(code=STEWARD_SOURCE).values_list("pk", flat=True)
-    excluded = set(steward)
-    rows = list(live_record_rows(domain=domain, columns=MEMBER_COLUMNS))
-    scored = sorted((row for row in rows if row[1] not in excluded), key=lambda row: row[0])
-    records = [EngineRecord(id=row[0], attributes=row[5]) for row in scored]
-    del scored
-    live = {member.record_id: member for member in members_from_rows(rows)}
-    return records, live
-
-
-def _records_watermark() -> int:
-    """The newest source-record history row: every write of a source record (ingest,
-    delete, a steward's correction) adds one."""
-    history: Any = SourceRecord.history.model
-    last = history.objects.order_by("-history_id").values_list("history_id", flat=True).first()
-    return int(last or 0)
 
 
 def _columns(pairs: Sequence[ScoredPair]) -> ScoredPairs:
