@@ -1171,7 +1171,7 @@ def main() -> None:
     probe.wrap(
         match_services, "golden_records_apply_clusters", "apply: golden_records_apply_clusters"
     )
-    probe.wrap(golden_services, "_members", "  golden: _members (load members)")
+    probe.wrap(golden_services, "_read_members", "  golden: _read_members (a chunk's members)")
     probe.wrap(golden_services, "survive_fast", "  golden: survive_fast()")
     probe.wrap(bulk, "rows_create_with_history", "  golden: rows_create_with_history")
     probe.wrap(bulk, "rows_update_with_history", "  golden: rows_update_with_history")

@@ -136,12 +136,15 @@ def _member_groups(domain: str, groups: Iterable[list[int]]) -> Iterator[list[Me
 
 
 def _chunk_members(domain: str, groups: list[list[int]]) -> Iterator[list[Member]]:
-    ids = [r for group in groups for r in group]
-    rows = live_record_rows(domain=domain, columns=MEMBER_COLUMNS, ids=ids)
-    live = {member.record_id: member for member in members_from_rows(rows)}
-    del ids
+    live = _read_members(domain, [r for group in groups for r in group])
     for group in groups:
         yield [live[r] for r in group if r in live]
+
+
+def _read_members(domain: str, record_ids: list[int]) -> dict[int, Member]:
+    """The live records among ``record_ids`` as survivorship sees them, by record id."""
+    rows = live_record_rows(domain=domain, columns=MEMBER_COLUMNS, ids=record_ids)
+    return {member.record_id: member for member in members_from_rows(rows)}
 
 
 def _current_goldens(golden_ids: list[int], *, lock: bool) -> dict[int, tuple[Any, ...]]:
