@@ -1209,7 +1209,7 @@ def main() -> None:
             f"DID NOT FINISH: stopped after --hub-timeout {args.hub_timeout:,.0f} s; "
             + "; ".join(watchdog.fired),
         )
-    for phase in ("load", "score", "cluster", "apply"):
+    for phase in ("load", "score", "cluster", "apply", "commit"):
         value = run.timings.get(phase)
         report.add(f"  run.timings[{phase}]", fmt_s(value) if value is not None else "n/a")
     score_known = sum(

@@ -211,9 +211,7 @@ def test_chunked_survivorship_gives_each_golden_record_all_its_members(api, monk
     assert (first.created, second.retired, second.changed) == (15, 7, 7)
     active = sorted(GoldenRecord.objects.filter(status="active").values_list("pk", flat=True))
     assert len(active) == 8
-    state = {
-        g.pk: (g.attributes, g.provenance) for g in GoldenRecord.objects.filter(pk__in=active)
-    }
+    state = {g.pk: (g.attributes, g.provenance) for g in GoldenRecord.objects.filter(pk__in=active)}
     assert state == _expected("customer", active)
     merged = GoldenRecord.objects.get(pk=first.golden_of[0])
     assert len(merged.provenance["given_name"]["competitors"]) == 5  # 6 members, 1 winner
