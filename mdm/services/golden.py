@@ -121,18 +121,25 @@ def _member_groups(domain: str, groups: Iterable[list[int]]) -> Iterator[list[Me
 
     Read a chunk of groups at a time (about ``SURVIVE_CHUNK`` records, one query on
     PostgreSQL): the caller survives a chunk before the next is read, so at most one
-    chunk of members is alive at once.
+    chunk of members is alive at once.  Not while a COPY runs on the connection: each
+    read is a query.
     """
+    for chunk in _group_chunks(groups):
+        yield from _chunk_members(domain, chunk)
+
+
+def _group_chunks(groups: Iterable[list[int]]) -> Iterator[list[list[int]]]:
+    """``groups`` in order, in lists of about ``SURVIVE_CHUNK`` record ids in all."""
     pending: list[list[int]] = []
     size = 0
     for group in groups:
         pending.append(group)
         size += len(group)
         if size >= SURVIVE_CHUNK:
-            yield from _chunk_members(domain, pending)
+            yield pending
             pending, size = [], 0
     if pending:
-        yield from _chunk_members(domain, pending)
+        yield pending
 
 
 def _chunk_members(domain: str, groups: list[list[int]]) -> Iterator[list[Member]]:
@@ -159,6 +166,15 @@ def _current_goldens(golden_ids: list[int], *, lock: bool) -> dict[int, tuple[An
     return found
 
 
+NEW_GOLDEN_COLUMNS = (
+    "domain",
+    "status",
+    "attributes",
+    "provenance",
+    "version",
+    "created_at",
+    "updated_at",
+)
 REBUILD_CHUNK = 5_000  # golden records locked, survived and written at a time
 
 
@@ -284,21 +300,22 @@ def golden_records_apply_clusters(
         rules = survivorship_rules_active(domain=dom.code)
         active = GoldenRecord.Status.ACTIVE.value
 
-        def new_rows() -> Iterator[tuple[Any, ...]]:
-            # Produced while COPY sends the previous ones: the server stores golden records
-            # while survivorship computes the next.
-            for live in _member_groups(dom.code, (members[key] for key in new_keys)):
-                attributes, provenance = survive_fast(dom, live, rules)
-                yield (dom.code, active, attributes, provenance, 1, now, now)
-
-        new_ids = bulk.rows_create_with_history(
-            GoldenRecord,
-            ("domain", "status", "attributes", "provenance", "version", "created_at", "updated_at"),
-            new_rows(),
-            history_date=now,
-            reason=f"{reason}: new",
-            count=len(new_keys),
-        )
+        new_ids: list[int] = []
+        # A chunk at a time: its members read, survived, then written (the read cannot run
+        # on the connection while a COPY streams, so each chunk is survived before its COPY).
+        for chunk in _group_chunks(members[key] for key in new_keys):
+            rows = [
+                (dom.code, active, *survive_fast(dom, live, rules), 1, now, now)
+                for live in _chunk_members(dom.code, chunk)
+            ]
+            new_ids += bulk.rows_create_with_history(
+                GoldenRecord,
+                NEW_GOLDEN_COLUMNS,
+                rows,
+                history_date=now,
+                reason=f"{reason}: new",
+            )
+            del rows
         golden_of.update(zip(new_keys, new_ids, strict=True))
         moved = [(rid, golden_of[key]) for rid, key, _ in moves]
         received: dict[int, Counter[int]] = defaultdict(Counter)  # old golden -> new golden
