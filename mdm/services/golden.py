@@ -1,9 +1,10 @@
 """Golden records: apply a clustering, keep ids stable, rebuild attributes by survivorship.
 
-Set-based: the whole plan (which golden record each cluster keeps, which records move,
-which golden records retire, the attributes of every golden record whose members change)
-is computed in memory from a few reads, then written once per row through ``mdm.bulk``:
-COPY and ``UPDATE ... FROM`` on PostgreSQL, django-simple-history's bulk helpers elsewhere.
+Set-based: the plan (which golden record each cluster keeps, which records move, which
+golden records retire) is computed in memory from the cross-reference, then written once
+per row through ``mdm.bulk``: COPY and ``UPDATE ... FROM`` on PostgreSQL,
+django-simple-history's bulk helpers elsewhere.  Attributes are survived a chunk of golden
+records at a time, their members read per chunk, so memory does not grow with the domain.
 A new golden record is inserted with its survived attributes (one row, one history row).
 """
 
