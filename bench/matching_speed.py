@@ -1173,7 +1173,7 @@ def main() -> None:
     probe.wrap(
         match_services, "golden_records_apply_clusters", "apply: golden_records_apply_clusters"
     )
-    probe.wrap(golden_services, "_members", "  golden: _members (load members)")
+    probe.wrap(golden_services, "_read_members", "  golden: _read_members (a chunk's members)")
     probe.wrap(golden_services, "survive_fast", "  golden: survive_fast()")
     probe.wrap(bulk, "rows_create_with_history", "  golden: rows_create_with_history")
     probe.wrap(bulk, "rows_update_with_history", "  golden: rows_update_with_history")
@@ -1211,7 +1211,7 @@ def main() -> None:
             f"DID NOT FINISH: stopped after --hub-timeout {args.hub_timeout:,.0f} s; "
             + "; ".join(watchdog.fired),
         )
-    for phase in ("load", "score", "cluster", "apply"):
+    for phase in ("load", "score", "cluster", "apply", "commit"):
         value = run.timings.get(phase)
         report.add(f"  run.timings[{phase}]", fmt_s(value) if value is not None else "n/a")
     score_known = sum(

@@ -31,16 +31,9 @@ from matching.store import engine_records, store_for
 from mdm import bulk
 from mdm.domains import get_domain
 from mdm.domains.match_spec import MatchSpec
-from mdm.models import STEWARD_SOURCE, CrossReference, RecordChange, SourceRecord, SourceSystem
-from mdm.selectors import live_record_rows
-from mdm.services.golden import (
-    MEMBER_COLUMNS,
-    golden_records_apply_clusters,
-    golden_records_rebuild,
-    members_from_rows,
-)
+from mdm.models import CrossReference, RecordChange, SourceRecord
+from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
 from mdm.services.locks import golden_domain_lock
-from mdm.survivorship import Member
 from stewardship.models import ReviewTask
 
 ANALYZE_AT = 10_000  # refresh the planner's statistics after writing this many pairs
@@ -174,10 +167,7 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
     try:
         last_change = RecordChange.objects.filter(domain=domain).aggregate(m=Max("id"))["m"] or 0
         t = time.perf_counter()
-        watermark = _records_watermark()
-        records, members = _full_run_records(domain)
-        live: dict[int, Member] | None = members
-        del members
+        records = engine_records(domain)
         timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
         pairs = (engine or get_engine()).score_all(
@@ -210,24 +200,25 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
             # Steward commands wait from here; one that committed while this run scored
             # changed the constraints: cluster again with them (scores stay valid).
             golden_domain_lock(domain)
-            if _records_watermark() != watermark:
-                live = None  # a record changed since: survivorship reads the latest values
             latest = _constraints(domain)
             if latest != (must, cannot):
                 must, cannot = latest
                 result = clustered(must, cannot)
-            _store_pairs(domain, model, pairs)
+            pairs_written = _store_pairs(domain, model, pairs)
             applied = golden_records_apply_clusters(
-                domain=domain, clusters=result.clusters, reason=f"match run {run.pk}", live=live
+                domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
             )
-            del live
             tasks = _review_tasks(domain, model, result.clusters, set(must) | set(cannot))
             RecordChange.objects.filter(domain=domain, id__lte=last_change).delete()
+            committing = time.perf_counter()
+        # Part of the apply: the deferred foreign-key checks of every row written run here.
+        timings["commit"] = time.perf_counter() - committing
         timings["apply"] = time.perf_counter() - t
         auto_merge = sum(p >= model.upper_threshold for p in columns.match_probability)
         run.counts = {
             "records": len(record_ids),
             "pairs": len(pairs),
+            "pairs_written": pairs_written,
             "auto_merge_pairs": auto_merge,
             "review_pairs": len(pairs) - auto_merge,
             "refused_by_constraints": len(result.refused),
@@ -250,27 +241,6 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
     return run
 
 
-def _full_run_records(domain: str) -> tuple[list[EngineRecord], dict[int, Member]]:
-    """The records a full run scores (as ``engine_records``) and every live record as
-    survivorship sees them, from one read of the domain."""
-    steward = SourceSystem.objects.filter(code=STEWARD_SOURCE).values_list("pk", flat=True)
-    excluded = set(steward)
-    rows = list(live_record_rows(domain=domain, columns=MEMBER_COLUMNS))
-    scored = sorted((row for row in rows if row[1] not in excluded), key=lambda row: row[0])
-    records = [EngineRecord(id=row[0], attributes=row[5]) for row in scored]
-    del scored
-    live = {member.record_id: member for member in members_from_rows(rows)}
-    return records, live
-
-
-def _records_watermark() -> int:
-    """The newest source-record history row: every write of a source record (ingest,
-    delete, a steward's correction) adds one."""
-    history: Any = SourceRecord.history.model
-    last = history.objects.order_by("-history_id").values_list("history_id", flat=True).first()
-    return int(last or 0)
-
-
 def _columns(pairs: Sequence[ScoredPair]) -> ScoredPairs:
     """The pairs by column (an engine's own ScoredPairs as they are; no contributions
     serialised for other engines' pairs: only the columns clustering reads are filled)."""
@@ -285,21 +255,79 @@ def _columns(pairs: Sequence[ScoredPair]) -> ScoredPairs:
     )
 
 
-def _store_pairs(domain: str, model: MatchModel, pairs: Sequence[ScoredPair]) -> None:
-    """Replace the domain's scored pairs with this run's (set-based).
+def _store_pairs(domain: str, model: MatchModel, pairs: Sequence[ScoredPair]) -> int:
+    """Make the domain's stored pairs this run's (set-based); returns the pairs written.
 
-    Tasks lose their pair as ``on_delete=SET_NULL`` says, in one statement; the pairs go in
-    another (Django's delete collector would first load every pair to do the same).
+    A pair stored by an earlier run stays as it is (with its id, so review tasks keep it)
+    when this run scored it again with the same model, probability and weight and neither
+    record changed since (no ``RecordChange`` marker: its values, and so the pair's
+    contributions, are the ones scored before).  Every other stored pair is deleted and this
+    run's pairs not kept are written: a re-run over unchanged data writes no pair.  Tasks
+    lose a deleted pair as ``on_delete=SET_NULL`` says, in one statement per chunk (Django's
+    delete collector would first load every pair to do the same).
     """
-    ReviewTask.objects.filter(pair__domain=domain).update(pair=None)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {MatchPair._meta.db_table} WHERE domain = %s", [domain])  # noqa: S608  # nosec B608
-    if isinstance(pairs, ScoredPairs):
-        _insert_pair_columns(domain, model, pairs)
+    table = MatchPair._meta.db_table
+    columns = _columns(pairs)
+    keep: set[int] = set()  # positions in ``pairs`` already stored as they are
+    stale: list[int] = []  # ids of stored pairs this run does not keep
+    stored = MatchPair.objects.filter(domain=domain).values_list(
+        "id", "left_id", "right_id", "model_id", "match_probability", "match_weight"
+    )
+    if stored.exists():
+        changed = set(
+            RecordChange.objects.filter(domain=domain).values_list("record_id", flat=True)
+        )
+        at = {
+            (min(left, right), max(left, right)): i
+            for i, (left, right) in enumerate(zip(columns.left, columns.right, strict=True))
+        }
+        probability, weight = columns.match_probability, columns.match_weight
+        for pk, left, right, model_id, p, w in stored.order_by().iterator(10_000):
+            i = at.get((left, right))
+            if (
+                i is not None
+                and model_id == model.pk
+                and p == probability[i]
+                and w == weight[i]
+                and left not in changed
+                and right not in changed
+            ):
+                keep.add(i)
+            else:
+                stale.append(pk)
+        del at, changed
+    if not keep:
+        ReviewTask.objects.filter(pair__domain=domain).update(pair=None)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE domain = %s", [domain])  # noqa: S608  # nosec B608
     else:
-        _insert_pairs(domain, model, pairs)
-    if len(pairs) >= ANALYZE_AT:  # the review-task query reads them next
+        _delete_pairs(stale)
+    written = [i for i in range(len(pairs)) if i not in keep] if keep else None
+    if isinstance(pairs, ScoredPairs):
+        _insert_pair_columns(domain, model, pairs, written)
+    else:
+        _insert_pairs(domain, model, pairs if written is None else [pairs[i] for i in written])
+    count = len(pairs) if written is None else len(written)
+    if count + len(stale) >= ANALYZE_AT:  # the review-task query reads them next
         bulk.table_analyze(MatchPair, keys_only=True)
+    return count
+
+
+def _delete_pairs(ids: list[int]) -> None:
+    """Delete these pairs; their tasks keep no pair (``SET_NULL``), without the collector."""
+    table = MatchPair._meta.db_table
+    task_table = ReviewTask._meta.db_table
+    step = 50_000 if connection.vendor == "postgresql" else 900
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
+            params: list[Any]
+            if connection.vendor == "postgresql":
+                where, params = "= ANY(%s::bigint[])", [bulk.int_array(chunk)]
+            else:
+                where, params = f"IN ({', '.join(['%s'] * len(chunk))})", chunk
+            cursor.execute(f"UPDATE {task_table} SET pair_id = NULL WHERE pair_id {where}", params)  # noqa: S608  # nosec B608
+            cursor.execute(f"DELETE FROM {table} WHERE id {where}", params)  # noqa: S608  # nosec B608
 
 
 def _insert_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -> None:
@@ -334,8 +362,19 @@ def _insert_pairs(domain: str, model: MatchModel, pairs: Iterable[ScoredPair]) -
     )
 
 
-def _insert_pair_columns(domain: str, model: MatchModel, pairs: ScoredPairs) -> None:
-    """Insert pairs given by column: their contributions JSON goes to COPY as it is."""
+def _insert_pair_columns(
+    domain: str, model: MatchModel, pairs: ScoredPairs, only: Sequence[int] | None = None
+) -> None:
+    """Insert pairs given by column (those at the positions ``only``, else all): their
+    contributions JSON goes to COPY as it is."""
+    if only is not None:
+        pairs = ScoredPairs(
+            left=[pairs.left[i] for i in only],
+            right=[pairs.right[i] for i in only],
+            match_probability=[pairs.match_probability[i] for i in only],
+            match_weight=[pairs.match_weight[i] for i in only],
+            contributions_json=[pairs.contributions_json[i] for i in only],
+        )
     now = timezone.now()
     contributions: Iterable[Any] = (
         map(bulk.RawJSON, pairs.contributions_json)

@@ -1,9 +1,10 @@
 """Golden records: apply a clustering, keep ids stable, rebuild attributes by survivorship.
 
-Set-based: the whole plan (which golden record each cluster keeps, which records move,
-which golden records retire, the attributes of every golden record whose members change)
-is computed in memory from a few reads, then written once per row through ``mdm.bulk``:
-COPY and ``UPDATE ... FROM`` on PostgreSQL, django-simple-history's bulk helpers elsewhere.
+Set-based: the plan (which golden record each cluster keeps, which records move, which
+golden records retire) is computed in memory from the cross-reference, then written once
+per row through ``mdm.bulk``: COPY and ``UPDATE ... FROM`` on PostgreSQL,
+django-simple-history's bulk helpers elsewhere.  Attributes are survived a chunk of golden
+records at a time, their members read per chunk, so memory does not grow with the domain.
 A new golden record is inserted with its survived attributes (one row, one history row).
 """
 
@@ -110,18 +111,47 @@ def members_from_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Member]:
         yield Member(rid, code, key, priority, updated or received, attributes)
 
 
-def _members(domain: str, record_ids: list[int]) -> dict[int, Member]:
+# Records read and survived at a time by a large apply: its memory stays flat however many
+# records the domain holds (one chunk of members, not every live record, at once).
+SURVIVE_CHUNK = 20_000
+
+
+def _member_groups(domain: str, groups: Iterable[list[int]]) -> Iterator[list[Member]]:
+    """The live members of each group of record ids (a cluster, a golden record's members),
+    in the order of ``groups``; a deleted record is left out.
+
+    Read a chunk of groups at a time (about ``SURVIVE_CHUNK`` records, one query on
+    PostgreSQL): the caller survives a chunk before the next is read, so at most one
+    chunk of members is alive at once.  Not while a COPY runs on the connection: each
+    read is a query.
+    """
+    for chunk in _group_chunks(groups):
+        yield from _chunk_members(domain, chunk)
+
+
+def _group_chunks(groups: Iterable[list[int]]) -> Iterator[list[list[int]]]:
+    """``groups`` in order, in lists of about ``SURVIVE_CHUNK`` record ids in all."""
+    pending: list[list[int]] = []
+    size = 0
+    for group in groups:
+        pending.append(group)
+        size += len(group)
+        if size >= SURVIVE_CHUNK:
+            yield pending
+            pending, size = [], 0
+    if pending:
+        yield pending
+
+
+def _chunk_members(domain: str, groups: list[list[int]]) -> Iterator[list[Member]]:
+    live = _read_members(domain, [r for group in groups for r in group])
+    for group in groups:
+        yield [live[r] for r in group if r in live]
+
+
+def _read_members(domain: str, record_ids: list[int]) -> dict[int, Member]:
     """The live records among ``record_ids`` as survivorship sees them, by record id."""
-    if not record_ids:
-        return {}
-    columns = MEMBER_COLUMNS
-    if len(record_ids) > DOMAIN_READ_AT:
-        wanted = set(record_ids)
-        rows: Iterable[tuple[Any, ...]] = (
-            row for row in live_record_rows(domain=domain, columns=columns) if row[0] in wanted
-        )
-    else:
-        rows = live_record_rows(domain=domain, columns=columns, ids=record_ids)
+    rows = live_record_rows(domain=domain, columns=MEMBER_COLUMNS, ids=record_ids)
     return {member.record_id: member for member in members_from_rows(rows)}
 
 
@@ -137,35 +167,53 @@ def _current_goldens(golden_ids: list[int], *, lock: bool) -> dict[int, tuple[An
     return found
 
 
+NEW_GOLDEN_COLUMNS = (
+    "domain",
+    "status",
+    "attributes",
+    "provenance",
+    "version",
+    "created_at",
+    "updated_at",
+)
+REBUILD_CHUNK = 5_000  # golden records locked, survived and written at a time
+
+
 def _write_rebuilt(
     dom: Domain,
     members_of: Mapping[int, list[int]],
-    members: Mapping[int, Member],
     *,
     reason: str,
     now: datetime,
 ) -> int:
     """Survive each golden record of ``members_of`` (golden id -> record ids) and write the
-    ones whose attributes or provenance change, with a new version and a history row."""
+    ones whose attributes or provenance change, with a new version and a history row.
+
+    A chunk of golden records at a time (read, survived, written), so that a rebuild of
+    many golden records holds one chunk of them and of their members in memory."""
     if not members_of:
         return 0
-    current = _current_goldens(sorted(members_of), lock=True)
     rules = survivorship_rules_active(domain=dom.code)
-    rows: list[tuple[Any, ...]] = []
-    for gid in sorted(current):
-        old_attributes, old_provenance, version = current[gid]
-        live = [members[r] for r in members_of[gid] if r in members]
-        attributes, provenance = survive_fast(dom, live, rules)
-        if attributes != old_attributes or provenance != old_provenance:
-            rows.append((gid, attributes, provenance, version + 1, now))
-    bulk.rows_update_with_history(
-        GoldenRecord,
-        ("id", "attributes", "provenance", "version", "updated_at"),
-        rows,
-        history_date=now,
-        reason=reason,
-    )
-    return len(rows)
+    ordered = sorted(members_of)
+    changed = 0
+    for start in range(0, len(ordered), REBUILD_CHUNK):
+        current = _current_goldens(ordered[start : start + REBUILD_CHUNK], lock=True)
+        gids = sorted(current)
+        rows: list[tuple[Any, ...]] = []
+        groups = _member_groups(dom.code, (members_of[gid] for gid in gids))
+        for gid, live in zip(gids, groups, strict=True):
+            old_attributes, old_provenance, version = current[gid]
+            attributes, provenance = survive_fast(dom, live, rules)
+            if attributes != old_attributes or provenance != old_provenance:
+                rows.append((gid, attributes, provenance, version + 1, now))
+        changed += bulk.rows_update_with_history(
+            GoldenRecord,
+            ("id", "attributes", "provenance", "version", "updated_at"),
+            rows,
+            history_date=now,
+            reason=reason,
+        )
+    return changed
 
 
 def golden_records_apply_clusters(
@@ -174,7 +222,6 @@ def golden_records_apply_clusters(
     clusters: Mapping[int, Hashable],
     linked_by: str = CrossReference.LinkedBy.MATCH,
     reason: str = "match",
-    live: Mapping[int, Member] | None = None,
 ) -> ApplyResult:
     """Make golden records follow ``clusters`` (source record id -> cluster key).
 
@@ -188,8 +235,9 @@ def golden_records_apply_clusters(
     new golden record is written once, with its attributes (history reason "<reason>: new").
     Atomic; safe to repeat (a second call with the same clusters changes nothing).
 
-    ``live``: every live record of the domain as survivorship sees them, when the caller
-    has just read them (a full run, with nothing changed since); read here otherwise.
+    Members are read from the database a chunk of clusters at a time while survivorship
+    runs (``_member_groups``): memory does not grow with the domain, and the values
+    survived are the latest ones under the caller's lock.
     """
     dom = get_domain(domain)
     now = timezone.now()
@@ -250,31 +298,25 @@ def golden_records_apply_clusters(
         affected.update(old for _, _, old in moves)  # goldens that lost members
         retired_ids = sorted(touched - used)
         affected.difference_update(retired_ids)
-        needed = [r for k in new_keys for r in members[k]]
-        needed += [r for k, g in golden_of.items() if g in affected for r in members[k]]
-        if live is None:
-            live = _members(dom.code, needed)
-
         rules = survivorship_rules_active(domain=dom.code)
         active = GoldenRecord.Status.ACTIVE.value
 
-        def new_rows() -> Iterator[tuple[Any, ...]]:
-            # Produced while COPY sends the previous ones: the server stores golden records
-            # while survivorship computes the next.
-            for key in new_keys:
-                attributes, provenance = survive_fast(
-                    dom, [live[r] for r in members[key] if r in live], rules
-                )
-                yield (dom.code, active, attributes, provenance, 1, now, now)
-
-        new_ids = bulk.rows_create_with_history(
-            GoldenRecord,
-            ("domain", "status", "attributes", "provenance", "version", "created_at", "updated_at"),
-            new_rows(),
-            history_date=now,
-            reason=f"{reason}: new",
-            count=len(new_keys),
-        )
+        new_ids: list[int] = []
+        # A chunk at a time: its members read, survived, then written (the read cannot run
+        # on the connection while a COPY streams, so each chunk is survived before its COPY).
+        for chunk in _group_chunks(members[key] for key in new_keys):
+            rows = [
+                (dom.code, active, *survive_fast(dom, live, rules), 1, now, now)
+                for live in _chunk_members(dom.code, chunk)
+            ]
+            new_ids += bulk.rows_create_with_history(
+                GoldenRecord,
+                NEW_GOLDEN_COLUMNS,
+                rows,
+                history_date=now,
+                reason=f"{reason}: new",
+            )
+            del rows
         golden_of.update(zip(new_keys, new_ids, strict=True))
         moved = [(rid, golden_of[key]) for rid, key, _ in moves]
         received: dict[int, Counter[int]] = defaultdict(Counter)  # old golden -> new golden
@@ -318,7 +360,7 @@ def golden_records_apply_clusters(
         )
 
         members_of = {g: members[k] for k, g in golden_of.items() if g in affected}
-        changed = _write_rebuilt(dom, members_of, live, reason=reason, now=now)
+        changed = _write_rebuilt(dom, members_of, reason=reason, now=now)
         if len(new_ids) + len(new_links) + len(moved) >= ANALYZE_AT:
             bulk.table_analyze(GoldenRecord, CrossReference, keys_only=True)
         # Links follow their records: from and to every golden record whose members changed.
@@ -350,8 +392,7 @@ def golden_records_rebuild(
         members_of: dict[int, list[int]] = {gid: [] for gid in golden_ids}
         for rid, gid in _links_of_goldens(dom.code, sorted(set(golden_ids))):
             members_of[gid].append(rid)
-        live = _members(dom.code, [r for rids in members_of.values() for r in rids])
-        changed = _write_rebuilt(dom, members_of, live, reason=reason, now=now)
+        changed = _write_rebuilt(dom, members_of, reason=reason, now=now)
         # A changed member may name another parent; a deleted one no longer names any.
         relationships_recompute(golden_ids=golden_ids, reason=reason, when=now)
         return changed

@@ -271,7 +271,8 @@ def test_pairs_written_with_copy_are_those_the_orm_writes(require_postgres, keys
         match_run_full(domain="customer", engine=engine)
         orm = _pairs_and_tasks()
 
-    match_run_full(domain="customer", engine=engine_copy)  # replaces the pairs, with COPY
+    MatchPair.objects.all().delete()  # unchanged pairs stay: make the next run write them
+    match_run_full(domain="customer", engine=engine_copy)  # writes the pairs, with COPY
 
     assert _pairs_and_tasks() == orm
     pairs, tasks = orm
@@ -329,8 +330,10 @@ def test_pairs_by_column_are_written_as_pairs_as_objects(request, keys, monkeypa
     as_objects = _pairs_and_tasks()
     golden_as_objects = sorted(CrossReference.objects.values_list("record_id", "golden_id"))
 
+    MatchPair.objects.all().delete()  # unchanged pairs stay: make the next run write them
     run = match_run_full(domain="customer", engine=ColumnEngine(SCORES, keys))
 
+    assert run.counts["pairs_written"] == 3
     assert _pairs_and_tasks() == as_objects
     assert sorted(CrossReference.objects.values_list("record_id", "golden_id")) == (
         golden_as_objects
@@ -402,3 +405,52 @@ def test_copy_writes_awkward_values_as_they_are(require_postgres, keys):
         (keys["A"], 0.1 + 0.2, float("-inf"), [awkward], now),
         (keys["C"], 1e-300, -0.0, {"a": 1}, now),
     ]
+
+
+def test_a_rerun_over_unchanged_data_writes_nothing(engine, keys):
+    from mdm.models import GoldenRecord
+    from sync.models import ChangeEvent
+
+    match_model_train(domain="customer", engine=engine)
+    first = match_run_full(domain="customer", engine=engine)
+    pairs = sorted(MatchPair.objects.values_list("id", "left_id", "right_id"))
+    task = ReviewTask.objects.get()
+    written = (
+        GoldenRecord.history.count(),
+        CrossReference.history.count(),
+        ChangeEvent.objects.count(),
+    )
+
+    run = match_run_full(domain="customer", engine=engine)
+
+    assert (first.counts["pairs_written"], run.counts["pairs_written"]) == (3, 0)
+    assert sorted(MatchPair.objects.values_list("id", "left_id", "right_id")) == pairs
+    assert ReviewTask.objects.get().pair_id == task.pair_id  # the task keeps its pair
+    assert (
+        GoldenRecord.history.count(),
+        CrossReference.history.count(),
+        ChangeEvent.objects.count(),
+    ) == written
+
+
+def test_a_rerun_rewrites_the_pairs_that_changed(api, engine, keys):
+    match_model_train(domain="customer", engine=engine)
+    match_run_full(domain="customer", engine=engine)
+    before = dict(MatchPair.objects.values_list("left_id", "id"))
+    engine.scores[("C", "D")] = 0.85  # rescored
+    api.post(  # E changes: its pairs' contributions may carry its old values
+        "/api/v1/customer/records",
+        {"records": [{"source_key": "E", "given_name": "Person E2"}]},
+        format="json",
+    )
+
+    run = match_run_full(domain="customer", engine=engine)
+
+    after = dict(MatchPair.objects.values_list("left_id", "id"))
+    assert run.counts["pairs_written"] == 2
+    assert after[keys["A"]] == before[keys["A"]]  # A~B kept as it was
+    assert after[keys["C"]] != before[keys["C"]]
+    assert after[keys["E"]] != before[keys["E"]]
+    task = ReviewTask.objects.get(status="open")
+    assert (task.pair_id, task.match_probability) == (after[keys["C"]], 0.85)
+    assert MatchPair.objects.get(pk=after[keys["C"]]).match_probability == 0.85

@@ -150,3 +150,68 @@ def test_list_active_and_retired(records, api):
     assert [g["status"] for g in retired] == ["retired"]
     assert api.get("/api/v1/customer/golden/999999").status_code == 404
     assert api.get("/api/v1/customer/golden?status=bogus").status_code == 400
+
+
+def _expected(domain_code, golden_ids):
+    """What survivorship gives each golden record from all its members at once."""
+    from mdm.domains import get_domain
+    from mdm.selectors import live_record_rows
+    from mdm.services.golden import MEMBER_COLUMNS, members_from_rows
+    from mdm.survivorship import survive_fast, survivorship_rules_active
+
+    dom = get_domain(domain_code)
+    rules = survivorship_rules_active(domain=domain_code)
+    members = {
+        m.record_id: m
+        for m in members_from_rows(live_record_rows(domain=domain_code, columns=MEMBER_COLUMNS))
+    }
+    expected = {}
+    for gid in golden_ids:
+        ids = CrossReference.objects.filter(golden_id=gid).values_list("record_id", flat=True)
+        expected[gid] = survive_fast(dom, [members[r] for r in ids], rules)
+    return expected
+
+
+def test_chunked_survivorship_gives_each_golden_record_all_its_members(api, monkeypatch):
+    from mdm.services import golden as golden_services
+
+    # Given 45 records in 15 clusters of 3 whose members disagree, read 7 records at a time
+    people = [
+        {
+            "source_key": f"K{i:02}",
+            "given_name": ["Ann", "Anne", "Annie"][i % 3] + f" {i // 3}",
+            "family_name": "Lee" if i % 3 else "Leigh",
+            **({"email": f"p{i // 3}.{i % 3}@example.com"} if i % 2 else {}),
+            **({"phone": "+442079460958"} if i % 5 == 0 else {}),
+        }
+        for i in range(45)
+    ]
+    api.post(URL, {"records": people}, format="json")
+    records = dict(SourceRecord.objects.values_list("source_key", "id"))
+    monkeypatch.setattr(golden_services, "SURVIVE_CHUNK", 7)
+    monkeypatch.setattr(golden_services, "REBUILD_CHUNK", 4)
+    groups = [[f"K{i:02}" for i in range(n * 3, n * 3 + 3)] for n in range(15)]
+
+    # When they are applied, then merged two by two (rebuilt across chunks)
+    first = golden_records_apply_clusters(
+        domain="customer",
+        clusters={records[k]: n for n, group in enumerate(groups) for k in group},
+    )
+    created = sorted(first.golden_of.values())
+    created_state = {
+        g.pk: (g.attributes, g.provenance) for g in GoldenRecord.objects.filter(pk__in=created)
+    }
+    assert created_state == _expected("customer", created)
+    second = golden_records_apply_clusters(
+        domain="customer",
+        clusters={records[k]: n // 2 for n, group in enumerate(groups) for k in group},
+    )
+
+    # Then every golden record holds what survivorship gives from all its members
+    assert (first.created, second.retired, second.changed) == (15, 7, 7)
+    active = sorted(GoldenRecord.objects.filter(status="active").values_list("pk", flat=True))
+    assert len(active) == 8
+    state = {g.pk: (g.attributes, g.provenance) for g in GoldenRecord.objects.filter(pk__in=active)}
+    assert state == _expected("customer", active)
+    merged = GoldenRecord.objects.get(pk=first.golden_of[0])
+    assert len(merged.provenance["given_name"]["competitors"]) == 5  # 6 members, 1 winner
