@@ -205,8 +205,14 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
                 must, cannot = latest
                 result = clustered(must, cannot)
             pairs_written = _store_pairs(domain, model, pairs)
+            # Records changed since their golden record was last survived (their markers,
+            # consumed by this run): a golden record keeping its members is rebuilt too.
+            changed = RecordChange.objects.filter(domain=domain, id__lte=last_change)
             applied = golden_records_apply_clusters(
-                domain=domain, clusters=result.clusters, reason=f"match run {run.pk}"
+                domain=domain,
+                clusters=result.clusters,
+                reason=f"match run {run.pk}",
+                changed_records=changed.values_list("record_id", flat=True).iterator(10_000),
             )
             tasks = _review_tasks(domain, model, result.clusters, set(must) | set(cannot))
             RecordChange.objects.filter(domain=domain, id__lte=last_change).delete()

@@ -222,6 +222,7 @@ def golden_records_apply_clusters(
     clusters: Mapping[int, Hashable],
     linked_by: str = CrossReference.LinkedBy.MATCH,
     reason: str = "match",
+    changed_records: Iterable[int] = (),
 ) -> ApplyResult:
     """Make golden records follow ``clusters`` (source record id -> cluster key).
 
@@ -231,7 +232,9 @@ def golden_records_apply_clusters(
     received most of them, and a cluster with no golden record gets a new one.  A member of a
     touched golden record that is not in ``clusters`` follows the cluster that holds most of
     that golden record's members (an incremental run need not list them).  Attributes of
-    every golden record whose members changed are rebuilt by survivorship, with history; a
+    every golden record whose members changed, or one of whose members is in
+    ``changed_records`` (records whose values changed since they were last survived), are
+    rebuilt by survivorship, with history; a
     new golden record is written once, with its attributes (history reason "<reason>: new").
     Atomic; safe to repeat (a second call with the same clusters changes nothing).
 
@@ -296,6 +299,12 @@ def golden_records_apply_clusters(
         affected = {golden_of[key] for key, _ in new_links if key in golden_of}
         affected.update(golden_of[key] for _, key, _ in moves if key in golden_of)
         affected.update(old for _, _, old in moves)  # goldens that lost members
+        # Goldens that keep their members but one of whose members' values changed.
+        affected.update(
+            golden_of[clusters[rid]]
+            for rid in changed_records
+            if rid in clusters and clusters[rid] in golden_of
+        )
         retired_ids = sorted(touched - used)
         affected.difference_update(retired_ids)
         rules = survivorship_rules_active(domain=dom.code)

@@ -454,3 +454,25 @@ def test_a_rerun_rewrites_the_pairs_that_changed(api, engine, keys):
     task = ReviewTask.objects.get(status="open")
     assert (task.pair_id, task.match_probability) == (after[keys["C"]], 0.85)
     assert MatchPair.objects.get(pk=after[keys["C"]]).match_probability == 0.85
+
+
+def test_a_full_run_rebuilds_a_golden_record_whose_member_changed(api, engine, keys):
+    from mdm.models import GoldenRecord
+
+    match_model_train(domain="customer", engine=engine)
+    match_run_full(domain="customer", engine=engine)
+    version = GoldenRecord.objects.get(pk=golden(keys, "L")).version
+    api.post(  # L changes and stays alone: its cluster is the same, its values are not
+        "/api/v1/customer/records",
+        {"records": [{"source_key": "L", "given_name": "Person L2"}]},
+        format="json",
+    )
+    assert RecordChange.objects.filter(record_id=keys["L"]).exists()
+
+    run = match_run_full(domain="customer", engine=engine)
+
+    record = GoldenRecord.objects.get(pk=golden(keys, "L"))
+    assert record.attributes["given_name"] == "Person L2"
+    assert record.version == version + 1
+    assert run.counts["golden_changed"] == 1
+    assert not RecordChange.objects.exists()
