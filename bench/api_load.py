@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -253,7 +254,7 @@ def main() -> None:
     )
     try:
         if args.only != "ingest":
-            read_test(url, n, args, env, figures)
+            read_test(url, n, args, env, figures, server)
         if args.only != "read":
             ingest_test(url, n, args, env, figures, system, server)
     finally:
@@ -263,21 +264,45 @@ def main() -> None:
 
 
 def read_test(
-    url: str, n: int, args: argparse.Namespace, env: dict[str, str], figures: Figures
+    url: str,
+    n: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    figures: Figures,
+    server: subprocess.Popen[bytes],
 ) -> None:
     wrk("read.lua", url, duration=3, connections=args.connections, env=env)  # warm-up
     on = f"{n:,} golden records, {args.connections} connections, {load_average()}"
+    cpu_before = cpu_snapshot(server)
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     read = wrk("read.lua", url, duration=args.duration, connections=args.connections, env=env)
+    app_cpu, db_cpu = cpu_used(cpu_before, server)
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk: the only child waited for
+    wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (
+        wrk_before.ru_utime + wrk_before.ru_stime
+    )
     seconds = read["duration_us"] / 1e6
     ok = read["requests"] - read["non_2xx"]
     rps = ok / seconds
+    per = 1000 / max(read["requests"], 1)
     print(
         f"golden read by id: {rps:,.0f} requests/s, p50 {read['p50_us'] / 1000:.1f} ms, "
         f"p95 {read['p95_us'] / 1000:.1f} ms, p99 {read['p99_us'] / 1000:.1f} ms "
         f"({read['requests']:,} requests, {read['non_2xx']:,} not 2xx, "
         f"{read['socket_errors']:,} socket errors)"
     )
+    print(
+        f"  CPU per read: gunicorn {app_cpu * per:.3f} ms, PostgreSQL {db_cpu * per:.3f} ms, "
+        f"wrk {wrk_cpu * per:.3f} ms ({on})"
+    )
     figures.add("api.read_rps", "API golden read by id", rps, "req/s", on)
+    figures.add(
+        "api.read_cpu_ms",
+        "API golden read by id, CPU per read (gunicorn + PostgreSQL)",
+        (app_cpu + db_cpu) * per,
+        "ms",
+        on,
+    )
     for p in (50, 95, 99):
         figures.add(
             f"api.read_p{p}_ms",
