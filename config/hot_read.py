@@ -44,7 +44,16 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from rest_framework.renderers import JSONRenderer
 
-from config.logs import HEADER, _VALID, correlation_id, new_correlation_id
+from config.logs import _VALID, HEADER, correlation_id, new_correlation_id
+from mdm import tokens
+from mdm.api.authentication import SourcePrincipal, _audit_token_use, _touch
+from mdm.api.views import GoldenRecordDetailView, golden_read_document
+from mdm.domains import UnknownDomainError, get_domain
+from mdm.masking import mask_document, sees_pii
+from mdm.ratelimit import RateLimited, auth_failures_check
+from mdm.selectors import golden_record_read
+from mdm.services.sources import hash_secret, source_token_authenticate
+from mdm.services.user_tokens import USER_TOKEN_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +101,7 @@ class HotGoldenRead:
         # others in EXPECTED_MIDDLEWARE add nothing to this answer.
         # Like Django's handler, they read their settings once, when made.
         self._security = SecurityMiddleware(_never)
-        self._response_middleware = (
+        self._response_middleware: tuple[Any, ...] = (
             XFrameOptionsMiddleware(_never),
             CommonMiddleware(_never),
             self._security,
@@ -102,8 +111,7 @@ class HotGoldenRead:
     def enabled(self) -> bool:
         """Settings are read per request (cheap), so ``override_settings`` is honoured.  The
         view's classes are its own attributes (DRF binds them when the class is made)."""
-        from mdm.api.views import GoldenRecordDetailView as view
-
+        view = GoldenRecordDetailView
         renderers = view.renderer_classes
         return bool(
             getattr(settings, "AURUM_HOT_GOLDEN_READ", True)
@@ -154,8 +162,6 @@ class HotGoldenRead:
         if body is None:
             return self.application(environ, start_response)
 
-        from mdm.api.views import GoldenRecordDetailView
-
         response = HttpResponse(body, content_type="application/json")
         if len(GoldenRecordDetailView.renderer_classes) > 1:
             response["Vary"] = "Accept"
@@ -164,7 +170,7 @@ class HotGoldenRead:
             response = middleware.process_response(request, response)
         response[HEADER] = request_id
         # As WSGIHandler does: closing the response sends request_finished.
-        response._handler_class = WSGIHandler
+        response._handler_class = WSGIHandler  # type: ignore[attr-defined]
         start_response(
             f"{response.status_code} {response.reason_phrase}",
             [
@@ -177,19 +183,6 @@ class HotGoldenRead:
     def _read(self, request: WSGIRequest, domain: str, pk: int, secret: str) -> bytes | None:
         """The answer's body, or None where Django must answer (see the module docstring).
         Each step is the one DRF's view takes, in the same order."""
-        from mdm import tokens
-        from mdm.api.authentication import (
-            SourcePrincipal,
-            _audit_token_use,
-            _touch,
-        )
-        from mdm.api.views import golden_read_document
-        from mdm.domains import UnknownDomainError, get_domain
-        from mdm.masking import mask_document, sees_pii
-        from mdm.ratelimit import RateLimited, auth_failures_check
-        from mdm.selectors import golden_record_read
-        from mdm.services.sources import hash_secret, source_token_authenticate
-
         try:
             get_domain(domain)
         except UnknownDomainError:
@@ -221,8 +214,6 @@ def _source_secret(header: str) -> str | None:
     """The secret of ``Authorization: Bearer <secret>`` when it is a source system's token
     as DRF reads it (``get_authorization_header``, split on whitespace), else None: no
     header, another scheme, a malformed one, or a user's token (``auru_``)."""
-    from mdm.services.user_tokens import USER_TOKEN_PREFIX
-
     try:
         parts = header.encode("iso-8859-1").split()
     except UnicodeEncodeError:
