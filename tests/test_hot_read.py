@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -59,12 +58,19 @@ def call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]],
     def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> None:
         answer["status"], answer["headers"] = status, headers
 
-    result = app(environ, start_response)
+    # As Django's test client does: the test's transaction must outlive the request.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
     try:
-        body = b"".join(result)
+        result = app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
     finally:
-        if hasattr(result, "close"):
-            result.close()
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
     return answer["status"], answer["headers"], body
 
 
@@ -92,15 +98,8 @@ def make_apps() -> tuple[HotGoldenRead, Counting]:
 
 
 @pytest.fixture
-def apps() -> Iterator[tuple[HotGoldenRead, Counting]]:
-    # As Django's test client does: the test's transaction must outlive each request.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield make_apps()
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
+def apps() -> tuple[HotGoldenRead, Counting]:
+    return make_apps()
 
 
 def _user(name: str, group: str) -> User:
@@ -347,7 +346,7 @@ def test_a_database_error_is_answered_by_django(apps, world, monkeypatch):
 
         raise OperationalError("connection lost")
 
-    monkeypatch.setattr("mdm.selectors.golden_record_read", broken)
+    monkeypatch.setattr("config.hot_read.golden_record_read", broken)
     monkeypatch.setattr("mdm.api.views.golden_record_read", broken)
 
     status, _, body = call(hot, environ(world, "source", "ann"))
