@@ -13,7 +13,10 @@ the Lua scripts in ``bench/wrk/``:
 
 1. golden record read by id: ``GET /api/v1/customer/golden/<id>`` of random ids among the
    ``--golden`` active customer golden records, a source system's token; requests/s and
-   p50/p95/p99 latency (targets: >= 1,500 requests/s, p99 <= 20 ms);
+   p50/p95/p99 latency (targets: >= 1,500 requests/s, p99 <= 20 ms), and the CPU each read
+   cost the gunicorn processes, the PostgreSQL backends and wrk (less noisy than the rate on
+   a shared machine); ``AURUM_HOT_GOLDEN_READ=0`` serves it through Django's whole request
+   cycle instead of ``config/hot_read.py``, for a comparison;
 2. batch ingest: ``POST /api/v1/customer/records`` with ``--batch`` new records per request
    (unique keys every run); records/s (target >= 10,000), with the ingest's after-commit
    work queued on the configured broker as in production.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -253,7 +257,7 @@ def main() -> None:
     )
     try:
         if args.only != "ingest":
-            read_test(url, n, args, env, figures)
+            read_test(url, n, args, env, figures, server)
         if args.only != "read":
             ingest_test(url, n, args, env, figures, system, server)
     finally:
@@ -263,21 +267,45 @@ def main() -> None:
 
 
 def read_test(
-    url: str, n: int, args: argparse.Namespace, env: dict[str, str], figures: Figures
+    url: str,
+    n: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    figures: Figures,
+    server: subprocess.Popen[bytes],
 ) -> None:
     wrk("read.lua", url, duration=3, connections=args.connections, env=env)  # warm-up
     on = f"{n:,} golden records, {args.connections} connections, {load_average()}"
+    cpu_before = cpu_snapshot(server)
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     read = wrk("read.lua", url, duration=args.duration, connections=args.connections, env=env)
+    app_cpu, db_cpu = cpu_used(cpu_before, server)
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk: the only child waited for
+    wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (
+        wrk_before.ru_utime + wrk_before.ru_stime
+    )
     seconds = read["duration_us"] / 1e6
     ok = read["requests"] - read["non_2xx"]
     rps = ok / seconds
+    per = 1000 / max(read["requests"], 1)
     print(
         f"golden read by id: {rps:,.0f} requests/s, p50 {read['p50_us'] / 1000:.1f} ms, "
         f"p95 {read['p95_us'] / 1000:.1f} ms, p99 {read['p99_us'] / 1000:.1f} ms "
         f"({read['requests']:,} requests, {read['non_2xx']:,} not 2xx, "
         f"{read['socket_errors']:,} socket errors)"
     )
+    print(
+        f"  CPU per read: gunicorn {app_cpu * per:.3f} ms, PostgreSQL {db_cpu * per:.3f} ms, "
+        f"wrk {wrk_cpu * per:.3f} ms ({on})"
+    )
     figures.add("api.read_rps", "API golden read by id", rps, "req/s", on)
+    figures.add(
+        "api.read_cpu_ms",
+        "API golden read by id, CPU per read (gunicorn + PostgreSQL)",
+        (app_cpu + db_cpu) * per,
+        "ms",
+        on,
+    )
     for p in (50, 95, 99):
         figures.add(
             f"api.read_p{p}_ms",

@@ -4,7 +4,13 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from config.hot_read import HotGoldenRead  # noqa: E402  # needs the settings set up
+
+# The golden read by a source system's token is answered before Django's request cycle
+# (config/hot_read.py); every other request goes to Django.
+application = HotGoldenRead(django_application)
 
 
 def _warm_up() -> None:

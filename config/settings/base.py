@@ -257,6 +257,9 @@ AURUM_IDEMPOTENCY_HOURS = int(os.environ.get("AURUM_IDEMPOTENCY_HOURS", "72"))
 AURUM_PREPARED_READS = env_bool("AURUM_PREPARED_READS", True)
 # API token lookups are cached per process this many seconds (0: off); see mdm/tokens.py.
 AURUM_TOKEN_CACHE_SECONDS = float(os.environ.get("AURUM_TOKEN_CACHE_SECONDS", "10"))
+# The golden read by a source system's token is answered before Django's request cycle
+# (config/hot_read.py); 0 sends it through Django like every other request.
+AURUM_HOT_GOLDEN_READ = env_bool("AURUM_HOT_GOLDEN_READ", True)
 
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "mdm.purge_idempotency_keys", "schedule": 3600.0},

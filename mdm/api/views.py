@@ -589,6 +589,18 @@ def _datetime(value: Any) -> Any:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def golden_read_document(golden: dict[str, Any]) -> dict[str, Any]:
+    """The hot read's answer: GoldenRecordSerializer's output (the schema of
+    ``GoldenRecordDetailView``), built directly from ``golden_record_read``'s dict (changed
+    in place); DRF's field machinery cost more than the query
+    (tests/mdm/test_api_golden_read.py).  Shared by the view and ``mdm.api.fast_read``."""
+    golden["created_at"] = _datetime(golden["created_at"])
+    golden["updated_at"] = _datetime(golden["updated_at"])
+    for member in golden["members"]:
+        member["linked_at"] = _datetime(member["linked_at"])
+    return golden
+
+
 class GoldenRecordDetailView(MaskPiiMixin, APIView):
     permission_classes = [CanReadDomain]
 
@@ -619,10 +631,4 @@ class GoldenRecordDetailView(MaskPiiMixin, APIView):
         golden = golden_record_read(domain=domain, pk=pk)
         if golden is None:
             raise Http404(f"No {domain} golden record {pk}.")
-        # The hot read: GoldenRecordSerializer's output (the schema above), built directly;
-        # DRF's field machinery cost more than the query (tests/mdm/test_api_golden_read.py).
-        golden["created_at"] = _datetime(golden["created_at"])
-        golden["updated_at"] = _datetime(golden["updated_at"])
-        for member in golden["members"]:
-            member["linked_at"] = _datetime(member["linked_at"])
-        return Response(golden)
+        return Response(golden_read_document(golden))
