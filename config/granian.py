@@ -14,8 +14,12 @@ Settings, from the environment (the same names as for gunicorn where they mean t
   competes for the GIL, so a second process per core buys little);
 - ``GRANIAN_BLOCKING_THREADS``: Python threads per worker running the application (default
   2), each with its own persistent database connection.  Granian's own default is half
-  the backlog per worker (hundreds of threads, hence hundreds of connections); requests
-  beyond the threads wait in Granian's queue (``backpressure``, set to the same number);
+  the backpressure (hundreds of threads, hence hundreds of database connections); the
+  requests beyond the threads wait in Granian's queue for one;
+- ``GRANIAN_BACKPRESSURE``: client *connections* a worker serves at once (default: the
+  backlog divided among the workers, Granian's own).  Not requests: a worker holding that
+  many connections, idle keep-alive ones too, accepts no other until one closes, so a low
+  figure (say the thread count) lets a few idle clients stall everyone;
 - ``GRANIAN_BACKLOG``: the listen socket's backlog (default 2048);
 - ``GRANIAN_KEEPALIVE``: ``0`` turns HTTP/1 keep-alive off (default on, as gunicorn's
   threaded workers); ``GRANIAN_HEADER_READ_TIMEOUT``: milliseconds a client gets to send
@@ -26,7 +30,7 @@ Settings, from the environment (the same names as for gunicorn where they mean t
 
 The same command line with Granian's own CLI::
 
-    granian --interface wsgi --workers 2 --blocking-threads 2 --backpressure 2 \\
+    granian --interface wsgi --workers 2 --blocking-threads 2 --backpressure 1024 \\
         --backlog 2048 --http 1 --no-ws --http1-header-read-timeout 5000 \\
         --workers-kill-timeout 30 --host 0.0.0.0 --port 8000 config.wsgi:application
 """
@@ -45,15 +49,17 @@ def server_options(bind: str) -> dict[str, Any]:
 
     host, _, port = bind.rpartition(":")
     threads = int(os.environ.get("GRANIAN_BLOCKING_THREADS") or 2)
+    workers = int(os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1))
+    backlog = int(os.environ.get("GRANIAN_BACKLOG") or 2048)
     keep_alive = os.environ.get("GRANIAN_KEEPALIVE", "1").strip().lower() not in {"0", "false"}
     return {
         "address": host or "0.0.0.0",  # noqa: S104  # the hub is served behind a proxy
         "port": int(port),
         "interface": Interfaces.WSGI,
-        "workers": int(os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1)),
+        "workers": workers,
         "blocking_threads": threads,
-        "backpressure": threads,
-        "backlog": int(os.environ.get("GRANIAN_BACKLOG") or 2048),
+        "backpressure": int(os.environ.get("GRANIAN_BACKPRESSURE") or max(1, backlog // workers)),
+        "backlog": backlog,
         "http": HTTPModes.http1,
         "websockets": False,
         "http1_settings": HTTP1Settings(
@@ -74,9 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from granian import Granian
 
-    options = server_options(args.bind)
     if args.workers:
-        options["workers"] = args.workers
+        os.environ["WEB_CONCURRENCY"] = str(args.workers)
+    options = server_options(args.bind)
     Granian("config.wsgi:application", **options).serve()
 
 

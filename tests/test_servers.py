@@ -178,6 +178,17 @@ def _request(
     return httpx.post(served.base + path, content=body, headers=headers, timeout=60)
 
 
+def _idle_keep_alive(served: Served, secret: str) -> socket.socket:
+    """A connection that made one request, got its answer and stays open, idle."""
+    host, port = served.base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(
+        f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\n\r\n".encode()
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    return sock
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -205,6 +216,18 @@ def test_golden_read_413_and_sigterm(server: Served, hub: Hub) -> None:
     assert missing.status_code == 404, missing.text
     assert missing.headers["X-Request-ID"]
 
+    # clients holding idle keep-alive connections, more than the server has threads, do
+    # not keep the next client waiting
+    idle = [_idle_keep_alive(server, hub.secret) for _ in range(6)]
+    try:
+        started = time.monotonic()
+        again = _request(server, f"/api/v1/customer/golden/{hub.golden}", secret=hub.secret)
+        assert again.status_code == 200
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in idle:
+            sock.close()
+
     # a body over AURUM_MAX_REQUEST_BYTES: 413
     big = [{"source_key": f"big{i}", "given_name": "x" * 200} for i in range(1000)]
     refused = _request(
@@ -217,7 +240,8 @@ def test_golden_read_413_and_sigterm(server: Served, hub: Hub) -> None:
     assert str(MAX_BYTES) in refused.json()["detail"]
 
     # SIGTERM while a batch ingest is in flight: answered and committed, then a clean exit
-    batch = [{"source_key": f"T{i}", "given_name": f"N{i}"} for i in range(500)]
+    run = secrets.token_hex(4)  # new keys: the hub is shared by both servers' tests
+    batch = [{"source_key": f"T{run}-{i}", "given_name": f"N{i}"} for i in range(500)]
     answers: list[httpx.Response] = []
 
     def ingest() -> None:
@@ -246,7 +270,7 @@ def test_database_outage_is_503(name: str, hub: Hub, tmp_path: Path) -> None:
     env = {**hub.env, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{_free_port()}/aurum"}
     served = _start(name, env, tmp_path / f"{name}.log")
     try:
-        answer = _request(served, "/api/v1/customer/golden/1", secret="s" * 40)
+        answer = _request(served, f"/api/v1/customer/golden/{hub.golden}", secret=hub.secret)
     finally:
         _stop(served)
     assert answer.status_code == 503, answer.text
