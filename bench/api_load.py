@@ -3,10 +3,11 @@
     DATABASE_URL=postgres://.../aurum_bench REDIS_URL=redis://127.0.0.1:6379/7 \\
         python bench/api_load.py [--golden 1000000 | --quick] [--reuse] [--duration 20]
                                  [--connections 16] [--workers 4] [--batch 1000] [--json PATH]
-                                 [--only read|ingest]
+                                 [--only read|ingest] [--server granian|gunicorn]
 
-The hub is served as in production: gunicorn (``--workers`` processes; worker class,
-threads and keep-alive from the project's ``config/gunicorn.py``) on
+The hub is served as in production: ``--server granian`` (the default; ``--workers``
+processes, blocking threads, backlog and keep-alive from ``config/granian.py``) or
+``--server gunicorn`` (worker class, threads and keep-alive from ``config/gunicorn.py``) on
 ``config.wsgi:application`` with ``config.settings.production`` (persistent connections,
 JSON renderer only), on loopback. The load generator is wrk (``apt-get install wrk``) with
 the Lua scripts in ``bench/wrk/``:
@@ -14,7 +15,7 @@ the Lua scripts in ``bench/wrk/``:
 1. golden record read by id: ``GET /api/v1/customer/golden/<id>`` of random ids among the
    ``--golden`` active customer golden records, a source system's token; requests/s and
    p50/p95/p99 latency (targets: >= 1,500 requests/s, p99 <= 20 ms), and the CPU each read
-   cost the gunicorn processes, the PostgreSQL backends and wrk (less noisy than the rate on
+   cost the server's processes, the PostgreSQL backends and wrk (less noisy than the rate on
    a shared machine); ``AURUM_HOT_GOLDEN_READ=0`` serves it through Django's whole request
    cycle instead of ``config/hot_read.py``, for a comparison;
 2. batch ingest: ``POST /api/v1/customer/records`` with ``--batch`` new records per request
@@ -89,7 +90,12 @@ def build(n: int, seed: int) -> None:
     golden_records_recompute(domain="customer", rules=default_rules("customer"), reason="bench")
 
 
-def serve(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+SERVERS = ("granian", "gunicorn")
+
+
+def serve(server: str, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    """The hub under ``server`` with the project's settings for it (``config/granian.py``,
+    ``config/gunicorn.py``) on loopback, once it answers."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
@@ -98,20 +104,31 @@ def serve(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi:application",
-        "--config",
-        "config/gunicorn.py",
-        "--workers",
-        str(workers),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--backlog",
-        "2048",
-    ]
+    if server == "granian":
+        command = [
+            sys.executable,
+            "-m",
+            "config.granian",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--config",
+            "config/gunicorn.py",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--backlog",
+            "2048",
+        ]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
@@ -126,7 +143,7 @@ def serve(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
         if process.poll() is not None:
             break
     process.terminate()
-    raise SystemExit(f"gunicorn did not answer on port {port}; see {log}")
+    raise SystemExit(f"{server} did not answer on port {port}; see {log}")
 
 
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
@@ -143,7 +160,8 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 
 
 def server_pids(server: subprocess.Popen[bytes]) -> list[int]:
-    """The gunicorn master, its workers, and the PostgreSQL backends of the bench database."""
+    """The server's master process, its workers, and the PostgreSQL backends of the bench
+    database."""
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     pids = [server.pid, *(int(p) for p in children.read_text().split())]
     with connection.cursor() as cursor:
@@ -156,7 +174,7 @@ def server_pids(server: subprocess.Popen[bytes]) -> list[int]:
 
 
 def cpu_used(before: dict[int, float], server: subprocess.Popen[bytes]) -> tuple[float, float]:
-    """CPU seconds used since ``before`` by (gunicorn, PostgreSQL): figures that do not
+    """CPU seconds used since ``before`` by (the server, PostgreSQL): figures that do not
     depend on what else the machine runs, unlike the rates."""
     after = cpu_snapshot(server)
     app = sum(v - before.get(p, 0.0) for p, v in after.items() if p > 0)
@@ -200,7 +218,13 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep existing golden records")
     parser.add_argument("--duration", type=int, default=20, help="seconds per load test")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=4, help="server worker processes")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=SERVERS[0],
+        help="the WSGI server (default: %(default)s, the faster on the golden read)",
+    )
     parser.add_argument("--batch", type=int, default=1000, help="records per ingest request")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures here (bench/suite.py)")
@@ -247,11 +271,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="aurum-api-bench-"))
     (tmp / "ids.txt").write_text("\n".join(map(str, ids)) + "\n")
     port = free_port()
-    server = serve(port, args.workers, tmp / "gunicorn.log")
+    server = serve(args.server, port, args.workers, tmp / f"{args.server}.log")
     url = f"http://127.0.0.1:{port}"
     env = {"AURUM_TOKEN": secret, "AURUM_IDS": str(tmp / "ids.txt")}
     print(
-        f"gunicorn {args.workers} workers (config/gunicorn.py) on {url}; "
+        f"{args.server} {args.workers} workers (config/{args.server}.py) on {url}; "
         f"wrk {args.connections} connections, "
         f"{args.duration} s per test; {connection.settings_dict['NAME']}"
     )
@@ -275,7 +299,10 @@ def read_test(
     server: subprocess.Popen[bytes],
 ) -> None:
     wrk("read.lua", url, duration=3, connections=args.connections, env=env)  # warm-up
-    on = f"{n:,} golden records, {args.connections} connections, {load_average()}"
+    on = (
+        f"{args.server} {args.workers} workers, {n:,} golden records, "
+        f"{args.connections} connections, {load_average()}"
+    )
     cpu_before = cpu_snapshot(server)
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     read = wrk("read.lua", url, duration=args.duration, connections=args.connections, env=env)
@@ -295,13 +322,13 @@ def read_test(
         f"{read['socket_errors']:,} socket errors)"
     )
     print(
-        f"  CPU per read: gunicorn {app_cpu * per:.3f} ms, PostgreSQL {db_cpu * per:.3f} ms, "
+        f"  CPU per read: {args.server} {app_cpu * per:.3f} ms, PostgreSQL {db_cpu * per:.3f} ms, "
         f"wrk {wrk_cpu * per:.3f} ms ({on})"
     )
     figures.add("api.read_rps", "API golden read by id", rps, "req/s", on)
     figures.add(
         "api.read_cpu_ms",
-        "API golden read by id, CPU per read (gunicorn + PostgreSQL)",
+        "API golden read by id, CPU per read (server + PostgreSQL)",
         (app_cpu + db_cpu) * per,
         "ms",
         on,
@@ -331,7 +358,8 @@ def ingest_test(
     before = SourceRecord.objects.filter(source_system=system).count()
     ingest_env = {**env, "AURUM_BATCH": str(args.batch), "AURUM_RUN": secrets.token_hex(4)}
     on = (
-        f"batches of {args.batch:,}, {connections} connections, "
+        f"{args.server} {args.workers} workers, batches of {args.batch:,}, "
+        f"{connections} connections, "
         f"{n:,} golden records in the database, {load_average()}"
     )
     cpu_before = cpu_snapshot(server)
@@ -349,7 +377,7 @@ def ingest_test(
     )
     per_k = 1000 / max(created, 1)
     print(
-        f"  CPU per 1,000 records: gunicorn {app_cpu * per_k * 1000:.0f} ms, "
+        f"  CPU per 1,000 records: {args.server} {app_cpu * per_k * 1000:.0f} ms, "
         f"PostgreSQL {db_cpu * per_k * 1000:.0f} ms ({on})"
     )
     if created < ok * args.batch:
@@ -357,7 +385,7 @@ def ingest_test(
     figures.add("api.ingest_records_per_s", "API batch ingest", rate, "records/s", on)
     figures.add(
         "api.ingest_cpu_ms_per_1000",
-        "API batch ingest, CPU per 1,000 records (gunicorn + PostgreSQL)",
+        "API batch ingest, CPU per 1,000 records (server + PostgreSQL)",
         (app_cpu + db_cpu) * per_k * 1000,
         "ms",
         on,

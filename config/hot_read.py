@@ -107,6 +107,7 @@ class HotGoldenRead:
             self._security,
         )
         self._renderer = JSONRenderer()
+        self._header_cache: dict[tuple[bool, str, bool], tuple[list[tuple[str, str]], int]] = {}
 
     def enabled(self) -> bool:
         """Settings are read per request (cheap), so ``override_settings`` is honoured.  The
@@ -162,23 +163,39 @@ class HotGoldenRead:
         if body is None:
             return self.application(environ, start_response)
 
-        response = HttpResponse(body, content_type="application/json")
-        if len(GoldenRecordDetailView.renderer_classes) > 1:
-            response["Vary"] = "Accept"
-        response["Allow"] = _ALLOW
-        for middleware in self._response_middleware:
-            response = middleware.process_response(request, response)
-        response[HEADER] = request_id
-        # As WSGIHandler does: closing the response sends request_finished.
-        response._handler_class = WSGIHandler  # type: ignore[attr-defined]
-        start_response(
-            f"{response.status_code} {response.reason_phrase}",
-            [
+        template, length_at = self._headers(request)
+        headers = [*template, (HEADER, request_id)]
+        headers[length_at] = ("Content-Length", str(len(body)))
+        # As WSGIHandler does when the response is closed: request_finished, sent here
+        # because the answer is complete (a list, written by the server in one piece).
+        signals.request_finished.send(sender=WSGIHandler)
+        start_response("200 OK", headers)
+        return [body]
+
+    def _headers(self, request: WSGIRequest) -> tuple[list[tuple[str, str]], int]:
+        """The answer's headers but the request id, and where its Content-Length is (a
+        placeholder): what the project's middleware's ``process_response`` give a 200 of
+        the view, made once per combination of what they depend on (HTTPS for HSTS, the
+        frame option, the view's renderers for ``Vary``; the middleware read the rest of
+        their settings when made) and reused, instead of an ``HttpResponse`` and three
+        middleware calls per read."""
+        vary = len(GoldenRecordDetailView.renderer_classes) > 1
+        key = (request.is_secure(), settings.X_FRAME_OPTIONS, vary)
+        made = self._header_cache.get(key)
+        if made is None:
+            response = HttpResponse(b"", content_type="application/json")
+            if vary:
+                response["Vary"] = "Accept"
+            response["Allow"] = _ALLOW
+            for middleware in self._response_middleware:
+                response = middleware.process_response(request, response)
+            headers = [
                 *response.items(),
                 *(("Set-Cookie", c.OutputString()) for c in response.cookies.values()),
-            ],
-        )
-        return response
+            ]
+            made = headers, [name for name, _ in headers].index("Content-Length")
+            self._header_cache[key] = made
+        return made
 
     def _read(self, request: WSGIRequest, domain: str, pk: int, secret: str) -> bytes | None:
         """The answer's body, or None where Django must answer (see the module docstring).
