@@ -218,7 +218,7 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
         columns = _columns(pairs)
 
         def clustered(
-            must: list[tuple[int, int]], cannot: list[tuple[int, int]]
+            columns: ScoredPairs, must: list[tuple[int, int]], cannot: list[tuple[int, int]]
         ) -> ClusterResult[int]:
             return cluster_columns(
                 record_ids,
@@ -231,7 +231,7 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
             )
 
         must, cannot = _constraints(domain)
-        result = clustered(must, cannot)
+        result = clustered(columns, must, cannot)
         timings["cluster"] = time.perf_counter() - t
         t = time.perf_counter()
         with transaction.atomic():
@@ -241,8 +241,14 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
             latest = _constraints(domain)
             if latest != (must, cannot):
                 must, cannot = latest
-                result = clustered(must, cannot)
+                result = clustered(columns, must, cannot)
             pairs_written = _store_pairs(domain, model, pairs)
+            # Written: the pairs (their contributions, hundreds of megabytes at 1M records)
+            # are not needed by the golden records' apply, which holds its own plan.
+            pair_count = len(pairs)
+            auto_merge = sum(p >= model.upper_threshold for p in columns.match_probability)
+            del pairs, columns
+            _release_memory()
             # Records changed since their golden record was last survived (their markers,
             # consumed by this run): a golden record keeping its members is rebuilt too.
             changed = RecordChange.objects.filter(domain=domain, id__lte=last_change)
@@ -258,13 +264,12 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
         # Part of the apply: the deferred foreign-key checks of every row written run here.
         timings["commit"] = time.perf_counter() - committing
         timings["apply"] = time.perf_counter() - t
-        auto_merge = sum(p >= model.upper_threshold for p in columns.match_probability)
         run.counts = {
             "records": len(record_ids),
-            "pairs": len(pairs),
+            "pairs": pair_count,
             "pairs_written": pairs_written,
             "auto_merge_pairs": auto_merge,
-            "review_pairs": len(pairs) - auto_merge,
+            "review_pairs": pair_count - auto_merge,
             "refused_by_constraints": len(result.refused),
             "clusters": len(set(result.clusters.values())),
             "golden_created": applied.created,

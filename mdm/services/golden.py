@@ -277,12 +277,14 @@ def golden_records_apply_clusters(
         }
         del every
         members: dict[Hashable, list[int]] = defaultdict(list)
-        where: dict[int, Counter[Hashable]] = defaultdict(
-            Counter
-        )  # golden -> clusters of its members
+        # golden -> clusters of its members, for the golden records with members outside
+        # the clustering only (none in a full run: a Counter per golden record is hundreds
+        # of megabytes at 1M records).
+        followed = set(outside.values())
+        where: dict[int, Counter[Hashable]] = defaultdict(Counter)
         for rid, key in clusters.items():
             members[key].append(rid)
-            if rid in current:
+            if followed and current.get(rid) in followed:
                 where[current[rid]][key] += 1
         for rid, gid in sorted(outside.items()):
             # Not looked at by the caller: it follows its golden record's members.
