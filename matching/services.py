@@ -462,44 +462,63 @@ def _review_tasks(
     clusters: dict[int, int],
     decided: set[tuple[int, int]],
 ) -> dict[str, int]:
-    """Open a task for each review-band pair left in two clusters; close obsolete ones."""
+    """Open a task for each review-band pair left in two clusters; close obsolete ones.
+
+    The pairs' contributions (a new task's explanation) are read only for the tasks opened,
+    a chunk at a time, and open tasks without theirs: at 1M records the band holds
+    hundreds of thousands of pairs, most of them with a task already.
+    """
     band = MatchPair.objects.filter(
         domain=domain,
         match_probability__gte=model.lower_threshold,
         match_probability__lt=model.upper_threshold,
-    ).values_list("id", "left_id", "right_id", "match_probability", "contributions")
-    wanted: dict[tuple[int, int], tuple[int, float, Any]] = {}
-    for pk, left, right, probability, contributions in band:
+    ).values_list("id", "left_id", "right_id", "match_probability")
+    wanted: dict[tuple[int, int], tuple[int, float]] = {}
+    for pk, left, right, probability in band.iterator(10_000):
         if (left, right) in decided or clusters.get(left) == clusters.get(right):
             continue
-        wanted[(left, right)] = (pk, probability, contributions)
+        wanted[(left, right)] = (pk, probability)
     open_tasks = {
         (t.left_record_id, t.right_record_id): t
-        for t in ReviewTask.objects.filter(domain=domain, status=ReviewTask.Status.OPEN)
+        for t in ReviewTask.objects.filter(domain=domain, status=ReviewTask.Status.OPEN).only(
+            "left_record_id", "right_record_id", "pair", "match_probability"
+        )
     }
     obsolete = [t.pk for key, t in open_tasks.items() if key not in wanted]
     ReviewTask.objects.filter(pk__in=obsolete).update(status=ReviewTask.Status.OBSOLETE)
-    for key, (pk, probability, _) in wanted.items():
+    for key, (pk, probability) in wanted.items():
         if key in open_tasks:
             open_tasks[key].pair_id = pk
             open_tasks[key].match_probability = probability
     ReviewTask.objects.bulk_update(
         [t for k, t in open_tasks.items() if k in wanted], ["pair", "match_probability"], 1000
     )
-    new = [
-        ReviewTask(
-            domain=domain,
-            pair_id=pk,
-            left_record_id=key[0],
-            right_record_id=key[1],
-            match_probability=probability,
-            explanation=contributions,
+    new = [key for key in wanted if key not in open_tasks]
+    for start in range(0, len(new), REVIEW_CHUNK):
+        chunk = new[start : start + REVIEW_CHUNK]
+        explanations = dict(
+            MatchPair.objects.filter(id__in=[wanted[key][0] for key in chunk]).values_list(
+                "id", "contributions"
+            )
         )
-        for key, (pk, probability, contributions) in wanted.items()
-        if key not in open_tasks
-    ]
-    ReviewTask.objects.bulk_create(new, batch_size=2000)
+        ReviewTask.objects.bulk_create(
+            [
+                ReviewTask(
+                    domain=domain,
+                    pair_id=wanted[key][0],
+                    left_record_id=key[0],
+                    right_record_id=key[1],
+                    match_probability=wanted[key][1],
+                    explanation=explanations[wanted[key][0]],
+                )
+                for key in chunk
+            ],
+            batch_size=2000,
+        )
     return {"review_tasks_opened": len(new), "review_tasks_closed": len(obsolete)}
+
+
+REVIEW_CHUNK = 900  # tasks opened at a time (their pairs read by id: SQLite's IN limit)
 
 
 def _engine_for(domain: str, model: MatchModel, engine: MatchEngine | None) -> MatchEngine:
