@@ -212,7 +212,7 @@ def test_score_all_streams_records_in_chunks_into_bounded_duckdb_with_the_same_p
 ) -> None:
     # Given the records in one list, and the same records streamed once (an iterator in
     # another order, as a server-side cursor gives them) and prepared 97 at a time into a
-    # DuckDB limited to 64 MB that spills under a directory of ours; with datasets, the
+    # DuckDB limited to 256 MB that spills under a directory of ours; with datasets, the
     # first chunks have none (the column must survive them)
     if datasets:
         records = [
@@ -223,7 +223,7 @@ def test_score_all_streams_records_in_chunks_into_bounded_duckdb_with_the_same_p
         ]
     whole = engine.score_all(SPEC, model, records, threshold=THRESHOLD)
     monkeypatch.setattr(splink_engine, "PREPARE_CHUNK", 97)
-    settings.AURUM_MATCH_DUCKDB_MEMORY = "64MB"
+    settings.AURUM_MATCH_DUCKDB_MEMORY = "256MB"
     settings.AURUM_MATCH_DUCKDB_TEMP_DIR = str(tmp_path / "spill")
     shuffled = sorted(records, key=lambda r: (r.id * 7919) % 1009)
 
