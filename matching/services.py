@@ -8,7 +8,7 @@ import gc
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import pairwise
@@ -171,7 +171,9 @@ def _release_memory() -> None:
 _malloc_trim: Any = None
 
 
-def _recording_ids(records: Iterable[EngineRecord], ids: array[int]) -> Iterator[EngineRecord]:
+def _recording_ids(
+    records: Iterable[EngineRecord], ids: array[int]
+) -> Generator[EngineRecord, None, None]:
     """``records`` as they come, each one's id appended to ``ids`` on the way."""
     for record in records:
         ids.append(record.id)

@@ -1874,8 +1874,8 @@ class SplinkEngine:
         unique either way. Deduplication drops the blocked pairs that cannot reach
         ``threshold`` before Splink scores the rest (:func:`_register_promising_pairs`).
         Pure: reads nothing but its arguments (and the DuckDB limits of Django's settings).
-        The pairs come back by column (:class:`ScoredPairs`): DuckDB writes each pair's contributions as JSON, so
-        no Python object is built per pair.
+        The pairs come back by column (:class:`ScoredPairs`): DuckDB writes each pair's
+        contributions as JSON, so no Python object is built per pair.
 
         ``records`` may be an iterator (a server-side cursor): it is read once, a chunk at
         a time, into DuckDB (:func:`_load_records`), and DuckDB's memory is bounded by
