@@ -8,6 +8,11 @@ it starts a real worker (``celery -A config worker --pool solo -Q match``, the t
 the worker's own process) on the configured broker, queues ``matching.match_full`` for the
 customer domain as a user's scheduler would, waits for the run to finish and reads the
 worker's peak resident memory (``VmHWM``) from /proc. Target: under 2 GB at 1M records.
+
+Along the run it samples the worker's resident memory (``VmRSS``) every half second and
+prints the peak of each phase of the run (score, cluster, apply: from the run's own
+timings) and, with ``--trace PATH``, every sample as CSV (seconds since queued, MB).
+``tracemalloc`` would not see DuckDB's or Arrow's memory; the resident size does.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--json", type=Path, help="also write the figures here (bench/suite.py)")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--trace", type=Path, help="write every RSS sample here (CSV)")
     args = parser.parse_args()
     figures = Figures(args.json)
     records = SourceRecord.objects.filter(domain="customer", is_deleted=False).count()
@@ -75,10 +81,15 @@ def main() -> None:
         started = time.perf_counter()
         match_full_task.delay("customer")
         deadline = time.monotonic() + args.timeout
+        samples: list[tuple[float, float]] = []  # (seconds since queued, VmRSS MB)
+        run_seen_at: float | None = None  # when the run's row was first seen: its start
         while True:
             if worker.poll() is not None:
                 sys.exit(f"the worker died (exit {worker.returncode}); see {log}")
+            samples.append((time.perf_counter() - started, status_kb(worker.pid, "VmRSS") / 1024))
             run = MatchRun.objects.filter(kind=MatchRun.Kind.FULL, id__gt=last).first()
+            if run is not None and run_seen_at is None:
+                run_seen_at = samples[-1][0]
             if run is not None and run.finished_at is not None:
                 break
             if time.monotonic() > deadline:
@@ -90,6 +101,17 @@ def main() -> None:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)
     on = f"{records:,} customer records, worker --pool solo, {connection.vendor}, {load_average()}"
+    if args.trace:
+        args.trace.write_text("".join(f"{t:.1f},{mb:.0f}\n" for t, mb in samples))
+    begin = run_seen_at or 0.0
+    phases = []
+    for phase in ("score", "cluster", "apply"):
+        end = begin + float(run.timings.get(phase, 0.0))
+        inside = [mb for t, mb in samples if begin <= t < end]
+        if inside:
+            phases.append(f"{phase} {max(inside):,.0f} MB ({end - begin:.1f} s)")
+        begin = end
+    print(f"peak RSS by phase (sampled every 0.5 s): {', '.join(phases)}; timings {run.timings}")
     print(
         f"full match on a worker: {run.status} in {seconds:.1f} s; worker peak RSS "
         f"{peak_mb:,.0f} MB (idle {idle_kb / 1024:,.0f} MB); {on}"

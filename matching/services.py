@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import pairwise
@@ -27,7 +31,7 @@ from matching.engine.interface import (
     TrainedModel,
 )
 from matching.models import MatchModel, MatchPair, MatchRun, PairConstraint
-from matching.store import engine_records, store_for
+from matching.store import engine_records, engine_records_stream, store_for
 from mdm import bulk
 from mdm.domains import get_domain
 from mdm.domains.match_spec import MatchSpec
@@ -147,6 +151,35 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _release_memory() -> None:
+    """Give the heap memory freed by a phase back to the system (glibc's ``malloc_trim``).
+
+    A full run frees hundreds of megabytes between its phases (the records' chunks, the
+    scored rows); glibc keeps freed blocks in its heap, so without this the worker's
+    resident memory only grows and the next phase's peak sits on top of the last one's.
+    Does nothing where the C library has no ``malloc_trim``.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        name = ctypes.util.find_library("c")
+        library = ctypes.CDLL(name) if name else None
+        _malloc_trim = getattr(library, "malloc_trim", False) if library else False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
+
+
+def _recording_ids(
+    records: Iterable[EngineRecord], ids: array[int]
+) -> Generator[EngineRecord, None, None]:
+    """``records`` as they come, each one's id appended to ``ids`` on the way."""
+    for record in records:
+        ids.append(record.id)
+        yield record
+
+
 def match_run_full(*, domain: str, engine: MatchEngine | None = None) -> MatchRun:
     """Score every live record of the domain, cluster, and apply to the golden records.
 
@@ -167,20 +200,27 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
     try:
         last_change = RecordChange.objects.filter(domain=domain).aggregate(m=Max("id"))["m"] or 0
         t = time.perf_counter()
-        records = engine_records(domain)
-        timings["load"] = time.perf_counter() - t
-        t = time.perf_counter()
-        pairs = (engine or get_engine()).score_all(
-            spec, _trained(model), records, threshold=model.lower_threshold
-        )
+        # The records stream from the database into the engine (which prepares them a
+        # chunk at a time): the domain is never alive in Python whole.  Their ids are kept
+        # on the way, compactly, for clustering.
+        seen: array[int] = array("q")
+        stream = _recording_ids(engine_records_stream(domain), seen)
+        try:
+            pairs = (engine or get_engine()).score_all(
+                spec, _trained(model), stream, threshold=model.lower_threshold
+            )
+            deque(stream, maxlen=0)  # an engine that stopped early: every id is still wanted
+        finally:
+            stream.close()
         timings["score"] = time.perf_counter() - t
         t = time.perf_counter()
-        record_ids = [r.id for r in records]
-        del records
+        record_ids = sorted(seen)
+        del seen
+        _release_memory()
         columns = _columns(pairs)
 
         def clustered(
-            must: list[tuple[int, int]], cannot: list[tuple[int, int]]
+            columns: ScoredPairs, must: list[tuple[int, int]], cannot: list[tuple[int, int]]
         ) -> ClusterResult[int]:
             return cluster_columns(
                 record_ids,
@@ -193,7 +233,7 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
             )
 
         must, cannot = _constraints(domain)
-        result = clustered(must, cannot)
+        result = clustered(columns, must, cannot)
         timings["cluster"] = time.perf_counter() - t
         t = time.perf_counter()
         with transaction.atomic():
@@ -203,8 +243,14 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
             latest = _constraints(domain)
             if latest != (must, cannot):
                 must, cannot = latest
-                result = clustered(must, cannot)
+                result = clustered(columns, must, cannot)
             pairs_written = _store_pairs(domain, model, pairs)
+            # Written: the pairs (their contributions, hundreds of megabytes at 1M records)
+            # are not needed by the golden records' apply, which holds its own plan.
+            pair_count = len(pairs)
+            auto_merge = sum(p >= model.upper_threshold for p in columns.match_probability)
+            del pairs, columns
+            _release_memory()
             # Records changed since their golden record was last survived (their markers,
             # consumed by this run): a golden record keeping its members is rebuilt too.
             changed = RecordChange.objects.filter(domain=domain, id__lte=last_change)
@@ -220,13 +266,12 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
         # Part of the apply: the deferred foreign-key checks of every row written run here.
         timings["commit"] = time.perf_counter() - committing
         timings["apply"] = time.perf_counter() - t
-        auto_merge = sum(p >= model.upper_threshold for p in columns.match_probability)
         run.counts = {
             "records": len(record_ids),
-            "pairs": len(pairs),
+            "pairs": pair_count,
             "pairs_written": pairs_written,
             "auto_merge_pairs": auto_merge,
-            "review_pairs": len(pairs) - auto_merge,
+            "review_pairs": pair_count - auto_merge,
             "refused_by_constraints": len(result.refused),
             "clusters": len(set(result.clusters.values())),
             "golden_created": applied.created,
@@ -419,44 +464,63 @@ def _review_tasks(
     clusters: dict[int, int],
     decided: set[tuple[int, int]],
 ) -> dict[str, int]:
-    """Open a task for each review-band pair left in two clusters; close obsolete ones."""
+    """Open a task for each review-band pair left in two clusters; close obsolete ones.
+
+    The pairs' contributions (a new task's explanation) are read only for the tasks opened,
+    a chunk at a time, and open tasks without theirs: at 1M records the band holds
+    hundreds of thousands of pairs, most of them with a task already.
+    """
     band = MatchPair.objects.filter(
         domain=domain,
         match_probability__gte=model.lower_threshold,
         match_probability__lt=model.upper_threshold,
-    ).values_list("id", "left_id", "right_id", "match_probability", "contributions")
-    wanted: dict[tuple[int, int], tuple[int, float, Any]] = {}
-    for pk, left, right, probability, contributions in band:
+    ).values_list("id", "left_id", "right_id", "match_probability")
+    wanted: dict[tuple[int, int], tuple[int, float]] = {}
+    for pk, left, right, probability in band.iterator(10_000):
         if (left, right) in decided or clusters.get(left) == clusters.get(right):
             continue
-        wanted[(left, right)] = (pk, probability, contributions)
+        wanted[(left, right)] = (pk, probability)
     open_tasks = {
         (t.left_record_id, t.right_record_id): t
-        for t in ReviewTask.objects.filter(domain=domain, status=ReviewTask.Status.OPEN)
+        for t in ReviewTask.objects.filter(domain=domain, status=ReviewTask.Status.OPEN).only(
+            "left_record_id", "right_record_id", "pair", "match_probability"
+        )
     }
     obsolete = [t.pk for key, t in open_tasks.items() if key not in wanted]
     ReviewTask.objects.filter(pk__in=obsolete).update(status=ReviewTask.Status.OBSOLETE)
-    for key, (pk, probability, _) in wanted.items():
+    for key, (pk, probability) in wanted.items():
         if key in open_tasks:
             open_tasks[key].pair_id = pk
             open_tasks[key].match_probability = probability
     ReviewTask.objects.bulk_update(
         [t for k, t in open_tasks.items() if k in wanted], ["pair", "match_probability"], 1000
     )
-    new = [
-        ReviewTask(
-            domain=domain,
-            pair_id=pk,
-            left_record_id=key[0],
-            right_record_id=key[1],
-            match_probability=probability,
-            explanation=contributions,
+    new = [key for key in wanted if key not in open_tasks]
+    for start in range(0, len(new), REVIEW_CHUNK):
+        chunk = new[start : start + REVIEW_CHUNK]
+        explanations = dict(
+            MatchPair.objects.filter(id__in=[wanted[key][0] for key in chunk]).values_list(
+                "id", "contributions"
+            )
         )
-        for key, (pk, probability, contributions) in wanted.items()
-        if key not in open_tasks
-    ]
-    ReviewTask.objects.bulk_create(new, batch_size=2000)
+        ReviewTask.objects.bulk_create(
+            [
+                ReviewTask(
+                    domain=domain,
+                    pair_id=wanted[key][0],
+                    left_record_id=key[0],
+                    right_record_id=key[1],
+                    match_probability=wanted[key][1],
+                    explanation=explanations[wanted[key][0]],
+                )
+                for key in chunk
+            ],
+            batch_size=2000,
+        )
     return {"review_tasks_opened": len(new), "review_tasks_closed": len(obsolete)}
+
+
+REVIEW_CHUNK = 900  # tasks opened at a time (their pairs read by id: SQLite's IN limit)
 
 
 def _engine_for(domain: str, model: MatchModel, engine: MatchEngine | None) -> MatchEngine:

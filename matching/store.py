@@ -9,6 +9,7 @@ candidate then needs no scan of the database.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,17 @@ def engine_records(domain: str, ids: list[int] | None = None) -> list[EngineReco
         (EngineRecord(id=pk, attributes=attributes) for pk, attributes in rows),
         key=lambda r: r.id,
     )
+
+
+def engine_records_stream(domain: str) -> Iterator[EngineRecord]:
+    """The domain's live records as ``engine_records`` reads them, one at a time and in no
+    particular order: from a server-side cursor on PostgreSQL, so a full run's engine can
+    prepare them a chunk at a time without the whole domain alive in Python."""
+    rows = live_record_rows(
+        domain=domain, columns=("id", "attributes"), exclude_sources=(STEWARD_SOURCE,)
+    )
+    for pk, attributes in rows:
+        yield EngineRecord(id=pk, attributes=attributes)
 
 
 def store_for(domain: str, model: MatchModel, spec: MatchSpec, trained: TrainedModel) -> Any:

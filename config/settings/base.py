@@ -342,6 +342,12 @@ AURUM_CONNECTOR_HTTP_TIMEOUT = float(os.environ.get("AURUM_CONNECTOR_HTTP_TIMEOU
 # The full batch match runs on "duckdb" (one machine) or "spark" (Splink's Spark backend,
 # the `spark` extra); training and search-before-create always run on DuckDB.
 AURUM_MATCH_ENGINE = os.environ.get("AURUM_MATCH_ENGINE", "duckdb").strip().lower()
+# The DuckDB of a full match may use this much memory (DuckDB's memory_limit: "1GB",
+# "512MB", "50%") and spills its joins and tables beyond it to a private directory under
+# AURUM_MATCH_DUCKDB_TEMP_DIR, removed after the run. 1GB keeps a worker matching 1M
+# customer records under 2 GB; more memory is faster only when DuckDB would spill.
+AURUM_MATCH_DUCKDB_MEMORY = os.environ.get("AURUM_MATCH_DUCKDB_MEMORY", "1GB")
+AURUM_MATCH_DUCKDB_TEMP_DIR = os.environ.get("AURUM_MATCH_DUCKDB_TEMP_DIR", str(VAR_DIR / "duckdb"))
 # The Spark cluster: local[*] (this machine), spark://host:7077, yarn, k8s://https://host:443.
 AURUM_SPARK_MASTER = os.environ.get("AURUM_SPARK_MASTER", "local[*]")
 # More Spark properties, "key=value" separated by commas or newlines

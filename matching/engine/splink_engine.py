@@ -40,6 +40,8 @@ import math
 import os
 import random
 import re
+import shutil
+import tempfile
 import threading
 import time
 import unicodedata
@@ -940,6 +942,114 @@ def _session() -> Iterator[DuckDBAPI]:
         connection.close()
 
 
+# Records prepared in Python at a time by a full run before they go to DuckDB: Python
+# holds one chunk of records and their prepared columns, never the whole domain.
+PREPARE_CHUNK = 50_000
+# A full run's DuckDB when Django's settings do not say (``AURUM_MATCH_DUCKDB_MEMORY``).
+DEFAULT_DUCKDB_MEMORY = "1GB"
+
+
+def _scoring_limits() -> tuple[str, str | None]:
+    """(DuckDB ``memory_limit``, the directory it spills under) from Django's settings."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return DEFAULT_DUCKDB_MEMORY, None
+    memory = str(getattr(settings, "AURUM_MATCH_DUCKDB_MEMORY", DEFAULT_DUCKDB_MEMORY))
+    temp = getattr(settings, "AURUM_MATCH_DUCKDB_TEMP_DIR", None)
+    return memory.strip(), (str(temp) if temp else None)
+
+
+@contextmanager
+def _scoring_session() -> Iterator[DuckDBAPI]:
+    """A private in-memory DuckDB for a full run: bounded memory, spilling to disk.
+
+    Without a ``memory_limit`` DuckDB may take 80% of the machine's memory, and a full
+    run's blocked pairs at 1M records take gigabytes: with one, joins, aggregates and the
+    tables themselves spill to a private directory (removed afterwards) under
+    ``AURUM_MATCH_DUCKDB_TEMP_DIR`` (the system's temporary directory by default) instead
+    of growing the worker.  The order of rows is never read (every result is ordered
+    explicitly): without it DuckDB streams joins and writes in parallel and holds fewer
+    rows at once.
+    """
+    memory, temp_root = _scoring_limits()
+    if temp_root:
+        os.makedirs(temp_root, exist_ok=True)
+    temp = tempfile.mkdtemp(prefix="aurum-duckdb-", dir=temp_root)
+    config: dict[str, Any] = {"preserve_insertion_order": False, "temp_directory": temp}
+    if memory:
+        config["memory_limit"] = memory
+    try:
+        connection = duckdb.connect(":memory:", config=config)
+    except duckdb.Error as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise ValueError(
+            f"AURUM_MATCH_DUCKDB_MEMORY={memory!r} is not a DuckDB memory limit "
+            "(e.g. 1GB, 512MB, 80%)"
+        ) from exc
+    try:
+        yield DuckDBAPI(connection)
+    finally:
+        connection.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _chunked(records: Iterable[EngineRecord], size: int) -> Iterator[list[EngineRecord]]:
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _load_records(
+    con: duckdb.DuckDBPyConnection,
+    spec: MatchSpec,
+    records: Iterable[EngineRecord],
+    comparisons: Sequence[_ComparisonInfo],
+    *,
+    chunk_size: int = PREPARE_CHUNK,
+) -> tuple[int, bool]:
+    """Prepare ``records`` a chunk at a time into the DuckDB tables ``__aurum_records_table``
+    (:func:`prepare_table`'s columns) and ``__aurum_display`` (:func:`_display_table`'s).
+
+    Each chunk's Python objects are dropped before the next is read, so a streamed
+    ``records`` (a server-side cursor) never sits in Python whole.  The tables are what
+    :func:`prepare_table` and :func:`_display_table` give on all the records at once; the
+    ``source_dataset`` column is kept only when some record has a dataset.  Returns (the
+    number of records, whether any has a dataset); raises ``ValueError`` on duplicate ids.
+    """
+    count = 0
+    datasets = False
+    for chunk in _chunked(records, chunk_size):
+        datasets = datasets or _has_datasets(chunk)
+        table = prepare_table(spec, chunk, with_dataset=True)
+        display = _display_table(chunk, comparisons)
+        first = not count
+        count += len(chunk)
+        del chunk
+        for name, data in (("__aurum_records_table", table), ("__aurum_display", display)):
+            con.register("__aurum_chunk", data)
+            if first:
+                con.execute(f"create table {name} as select * from __aurum_chunk")  # noqa: S608  # nosec B608
+            else:
+                con.execute(f"insert into {name} select * from __aurum_chunk")  # noqa: S608  # nosec B608
+            con.unregister("__aurum_chunk")
+        del table, display
+    if not count:
+        return 0, False
+    repeated = [
+        row[0]
+        for row in con.execute(
+            f"select {UNIQUE_ID} from __aurum_records_table group by 1 "  # noqa: S608  # nosec B608
+            "having count(*) > 1 order by 1 limit 10"
+        ).fetchall()
+    ]
+    if repeated:
+        raise ValueError(f"record ids must be unique; repeated: {repeated}")
+    if not datasets:
+        con.execute(f"alter table __aurum_records_table drop column {SOURCE_DATASET}")
+    return count, datasets
+
+
 _link_counter = itertools.count()
 
 
@@ -1763,53 +1873,50 @@ class SplinkEngine:
         linked and deduplicated (``link_and_dedupe``), others deduplicated; ids must be
         unique either way. Deduplication drops the blocked pairs that cannot reach
         ``threshold`` before Splink scores the rest (:func:`_register_promising_pairs`).
-        Pure: reads nothing but its arguments.  The pairs come back by
-        column (:class:`ScoredPairs`): DuckDB writes each pair's contributions as JSON, so
-        no Python object is built per pair.
+        Pure: reads nothing but its arguments (and the DuckDB limits of Django's settings).
+        The pairs come back by column (:class:`ScoredPairs`): DuckDB writes each pair's
+        contributions as JSON, so no Python object is built per pair.
+
+        ``records`` may be an iterator (a server-side cursor): it is read once, a chunk at
+        a time, into DuckDB (:func:`_load_records`), and DuckDB's memory is bounded by
+        ``AURUM_MATCH_DUCKDB_MEMORY``, spilling to disk beyond it (:func:`_scoring_session`).
         """
-        records = list(records)
-        if len(records) < 2:
-            return _no_pairs()
-        table = prepare_table(spec, records)
-        settings = _scoring_settings(model.parameters, link_type=_link_type(records))
-        comparisons = _model_comparisons(settings)
-        with _session() as db_api:
+        # The comparisons (names, levels, TF) do not depend on the link type.
+        comparisons = _model_comparisons(
+            _scoring_settings(model.parameters, link_type="dedupe_only")
+        )
+        with _scoring_session() as db_api:
             con = db_api.duckdb_con
-            # The order of rows is never read (every result is ordered explicitly): without
-            # it DuckDB streams joins and writes in parallel and holds fewer rows at once.
-            con.execute("set preserve_insertion_order = false")
-            # A DuckDB table, as the benchmark's bare Splink reads: no Arrow scan in predict.
-            con.register("__aurum_records", table)
-            con.execute("create table __aurum_records_table as select * from __aurum_records")
-            con.unregister("__aurum_records")
-            del table
+            # DuckDB tables, as the benchmark's bare Splink reads: no Arrow scan in predict.
+            count, datasets = _load_records(con, spec, records, comparisons)
+            if count < 2:
+                return _no_pairs()
+            link_type = "link_and_dedupe" if datasets else "dedupe_only"
+            settings = _scoring_settings(model.parameters, link_type=link_type)
             linker = _linker(db_api, "__aurum_records_table", settings, validate=False)
-            if settings["link_type"] == "dedupe_only":
+            if link_type == "dedupe_only":
                 _register_promising_pairs(linker, "__aurum_records_table", threshold)
             predictions = linker.inference.predict(
                 threshold_match_probability=threshold, warning_mode="never"
             )
-            # Values to show only for the records in a pair (a minority of them at scale).
-            paired = con.sql(
-                f"select unique_id_l as id from {predictions.physical_name} union "  # noqa: S608  # nosec B608
-                f"select unique_id_r from {predictions.physical_name}"
-            ).to_arrow_table()
-            wanted = set(paired.column("id").to_pylist())
-            del paired
-            display = _display_table([r for r in records if r.id in wanted], comparisons)
-            del records, wanted
-            con.register("__aurum_display", display)
-            del display
             result = con.sql(
                 _columns_sql(predictions.physical_name, "__aurum_display", comparisons)
             ).to_arrow_table()
             predictions.drop_table_from_database_and_remove_from_cache()
+        # A column at a time, the Arrow table dropped as it goes: the Python lists and
+        # the Arrow buffers of one column, not of all, at once.
+        columns: dict[str, list[Any]] = {}
+        for name in ("left_id", "right_id", "match_probability", "match_weight"):
+            columns[name] = result.column(name).to_pylist()
+            result = result.drop_columns([name])
+        contributions = result.column("contributions").to_pylist()
+        del result
         return ScoredPairs(
-            left=result.column("left_id").to_pylist(),
-            right=result.column("right_id").to_pylist(),
-            match_probability=result.column("match_probability").to_pylist(),
-            match_weight=result.column("match_weight").to_pylist(),
-            contributions_json=result.column("contributions").to_pylist(),
+            left=columns["left_id"],
+            right=columns["right_id"],
+            match_probability=columns["match_probability"],
+            match_weight=columns["match_weight"],
+            contributions_json=contributions,
         )
 
     def score_candidates(

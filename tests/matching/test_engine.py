@@ -10,10 +10,14 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 from splink import DuckDBAPI, Linker
 
+from matching.engine import splink_engine
 from matching.engine.interface import EngineRecord, MatchSpec, ScoredPair, TrainedModel
 from matching.engine.splink_engine import (
     MatchStore,
@@ -190,6 +194,71 @@ def test_score_all_with_datasets_links_and_dedupes_like_bare_splink(
     assert {(min(p.left, p.right), max(p.left, p.right)): p.match_probability for p in ours} == (
         pytest.approx({key: value[0] for key, value in baseline.items()}, abs=1e-9)
     )
+
+
+def _as_tuples(pairs: Sequence[ScoredPair]) -> list[tuple[object, ...]]:
+    return [(p.left, p.right, p.match_probability, p.match_weight, p.contributions) for p in pairs]
+
+
+@pytest.mark.parametrize("datasets", [False, True], ids=["dedupe", "link-and-dedupe"])
+def test_score_all_streams_records_in_chunks_into_bounded_duckdb_with_the_same_pairs(
+    engine: SplinkEngine,
+    model: TrainedModel,
+    records: list[EngineRecord],
+    datasets: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    tmp_path: Path,
+) -> None:
+    # Given the records in one list, and the same records streamed once (an iterator in
+    # another order, as a server-side cursor gives them) and prepared 97 at a time into a
+    # DuckDB limited to 256 MB that spills under a directory of ours; with datasets, the
+    # first chunks have none (the column must survive them)
+    if datasets:
+        records = [
+            EngineRecord(r.id, r.attributes, dataset="crm" if r.id % 2 else "erp")
+            if r.id > records[300].id
+            else r
+            for r in records
+        ]
+    whole = engine.score_all(SPEC, model, records, threshold=THRESHOLD)
+    monkeypatch.setattr(splink_engine, "PREPARE_CHUNK", 97)
+    settings.AURUM_MATCH_DUCKDB_MEMORY = "256MB"
+    settings.AURUM_MATCH_DUCKDB_TEMP_DIR = str(tmp_path / "spill")
+    shuffled = sorted(records, key=lambda r: (r.id * 7919) % 1009)
+
+    # When the streamed records are scored
+    streamed = engine.score_all(SPEC, model, iter(shuffled), threshold=THRESHOLD)
+
+    # Then the pairs, probabilities, weights and contributions are those of the one list
+    assert len(whole) > 1000
+    assert _as_tuples(streamed) == _as_tuples(whole)
+    # ...and the run's spill directory is gone with it
+    assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_score_all_refuses_an_id_repeated_across_chunks(
+    engine: SplinkEngine,
+    model: TrainedModel,
+    records: list[EngineRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(splink_engine, "PREPARE_CHUNK", 4)
+    repeated = [*records[:5], *records[1:3]]  # chunks of 4: the repeats are in another one
+
+    with pytest.raises(ValueError, match=re.escape("record ids must be unique; repeated: ")) as e:
+        engine.score_all(SPEC, model, iter(repeated), threshold=THRESHOLD)
+
+    assert str(e.value).endswith(f"[{records[1].id}, {records[2].id}]")
+
+
+def test_score_all_says_what_is_wrong_with_a_bad_duckdb_memory_setting(
+    engine: SplinkEngine, model: TrainedModel, records: list[EngineRecord], settings: Any
+) -> None:
+    settings.AURUM_MATCH_DUCKDB_MEMORY = "plenty"
+
+    with pytest.raises(ValueError, match="AURUM_MATCH_DUCKDB_MEMORY='plenty' is not a DuckDB"):
+        engine.score_all(SPEC, model, records, threshold=THRESHOLD)
 
 
 def test_contributions_add_up_to_the_match_weight(
