@@ -53,7 +53,7 @@ def server_options(bind: str) -> dict[str, Any]:
     backlog = int(os.environ.get("GRANIAN_BACKLOG") or 2048)
     keep_alive = os.environ.get("GRANIAN_KEEPALIVE", "1").strip().lower() not in {"0", "false"}
     return {
-        "address": host or "0.0.0.0",  # noqa: S104  # the hub is served behind a proxy
+        "address": host or "0.0.0.0",  # noqa: S104  # nosec B104  # ":8000": every interface, as gunicorn
         "port": int(port),
         "interface": Interfaces.WSGI,
         "workers": workers,
