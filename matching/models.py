@@ -47,12 +47,25 @@ class MatchModel(models.Model):
 
 
 class MatchPair(models.Model):
-    """A scored pair kept for explanation and review (left id < right id)."""
+    """A scored pair kept for explanation and review (left id < right id).
+
+    Derived data: every full run rewrites the domain's pairs, erasure deletes a person's
+    explicitly, and deleting a record or a model deletes theirs through the ORM's cascade.
+    The database does not check the three foreign keys (``db_constraint=False``): at 1M
+    records that check was a ``SELECT ... FOR KEY SHARE`` per pair and key at commit (and
+    a lock written into each source record) that guarded nothing the writers don't.
+    """
 
     domain = models.CharField(max_length=50)
-    model = models.ForeignKey(MatchModel, on_delete=models.CASCADE, related_name="pairs")
-    left = models.ForeignKey(SourceRecord, on_delete=models.CASCADE, related_name="+")
-    right = models.ForeignKey(SourceRecord, on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(
+        MatchModel, on_delete=models.CASCADE, related_name="pairs", db_constraint=False
+    )
+    left = models.ForeignKey(
+        SourceRecord, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    right = models.ForeignKey(
+        SourceRecord, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     match_probability = models.FloatField()
     match_weight = models.FloatField()
     contributions = models.JSONField(default=list)

@@ -476,3 +476,42 @@ def test_a_full_run_rebuilds_a_golden_record_whose_member_changed(api, engine, k
     assert record.version == version + 1
     assert run.counts["golden_changed"] == 1
     assert not RecordChange.objects.exists()
+
+
+def test_pairs_go_with_their_record_or_model_without_a_database_constraint(engine, keys):
+    # The database does not check the pairs' keys (derived data, db_constraint=False): the
+    # writers that delete what a pair points at delete the pair themselves.
+    from matching.erasure import erase
+    from mdm.erasure import ErasureSubject
+
+    match_model_train(domain="customer", engine=engine)
+    model = match_model_train(domain="customer", engine=engine, activate=True)
+    match_run_full(domain="customer", engine=engine)
+    pair_keys = {(keys["A"], keys["B"]), (keys["C"], keys["D"]), (keys["E"], keys["F"])}
+    assert set(MatchPair.objects.values_list("left_id", "right_id")) == pair_keys
+    with connection.cursor() as cursor:
+        foreign_keys = {
+            c["foreign_key"][0]
+            for c in connection.introspection.get_constraints(
+                cursor, MatchPair._meta.db_table
+            ).values()
+            if c["foreign_key"]
+        }
+    assert foreign_keys == set()
+
+    # Erasure deletes the person's pairs (their explanations hold the compared values) ...
+    subject = ErasureSubject(
+        request_id=1,
+        domain="customer",
+        record_ids=frozenset({keys["E"]}),
+        golden_ids=frozenset(),
+        needles=(),
+    )
+    assert erase(subject)["match_pairs"] == 1
+    # ... deleting a record deletes its pairs through the ORM's cascade ...
+    CrossReference.objects.filter(record_id=keys["A"]).delete()
+    SourceRecord.objects.filter(pk=keys["A"]).delete()
+    assert set(MatchPair.objects.values_list("left_id", "right_id")) == {(keys["C"], keys["D"])}
+    # ... and so does deleting the model that scored them.
+    model.delete()
+    assert not MatchPair.objects.exists()
