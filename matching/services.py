@@ -261,7 +261,7 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
                 changed_records=changed.values_list("record_id", flat=True).iterator(10_000),
             )
             tasks = _review_tasks(domain, model, result.clusters, set(must) | set(cannot))
-            RecordChange.objects.filter(domain=domain, id__lte=last_change).delete()
+            changed.delete()
             committing = time.perf_counter()
         # Part of the apply: the deferred foreign-key checks of every row written run here.
         timings["commit"] = time.perf_counter() - committing

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.processes import free_port, group_alive
+
 REPO = Path(__file__).resolve().parent.parent
 MANAGE = str(REPO / "manage.py")
 # What would point a subprocess at the outer run's services, make Celery eager, or turn off
@@ -143,31 +145,16 @@ class Hub:
         return re.search(r"celery@\S+ ready\.", self.log_tail(lines=10_000)) is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM runhub's whole process group (runserver, worker, beat); SIGKILL what is left."""
     pgid = process.pid  # start_new_session=True: the leader's pid is the group id
-    if _group_alive(pgid):
+    if group_alive(pgid):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + 20
-    while _group_alive(pgid) and time.monotonic() < deadline:
+    while group_alive(pgid) and time.monotonic() < deadline:
         process.poll()  # reap the leader, or the group stays alive as a zombie
         time.sleep(0.2)
-    if _group_alive(pgid):
+    if group_alive(pgid):
         os.killpg(pgid, signal.SIGKILL)
     process.wait(timeout=10)
 
@@ -188,7 +175,7 @@ def embedded(tmp_path: Path) -> Embedded:
 
 
 def _start_hub(embedded: Embedded, log: Path) -> Hub:
-    port = _free_port()
+    port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, MANAGE, "runhub", f"127.0.0.1:{port}"],

@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.processes import free_port, group_alive
+
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 SERVERS = ("granian", "gunicorn")
@@ -50,12 +52,6 @@ record = SourceRecord.objects.get(source_key="A").pk
 golden_records_apply_clusters(domain="customer", clusters={record: 1})
 print(json.dumps({"secret": secret, "golden": GoldenRecord.objects.get().pk}))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -115,7 +111,7 @@ class Served:
 def _start(name: str, env: dict[str, str], log: Path, *, wait_for: int = 200) -> Served:
     """``name`` serving the hub on a free port with the project's settings for it, once
     ``/healthz`` answers."""
-    port = _free_port()
+    port = free_port()
     bind = f"127.0.0.1:{port}"
     if name == "granian":
         command = ["-m", "config.granian", "--workers", "1", "--bind", bind]
@@ -189,14 +185,6 @@ def _idle_keep_alive(served: Served, secret: str) -> socket.socket:
     return sock
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_golden_read_413_and_sigterm(server: Served, hub: Hub) -> None:
     # a golden read by a source system's token, with the client's request id echoed
     read = _request(
@@ -258,16 +246,16 @@ def test_golden_read_413_and_sigterm(server: Served, hub: Hub) -> None:
     assert answers[0].json()["counts"]["created"] == len(batch)
     assert server.process.wait(timeout=30) == 0, server.output()
     deadline = time.monotonic() + 10
-    while _group_alive(server.process.pid) and time.monotonic() < deadline:
+    while group_alive(server.process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _group_alive(server.process.pid), "a worker outlived the server"
+    assert not group_alive(server.process.pid), "a worker outlived the server"
     assert "Traceback" not in server.output()
 
 
 @pytest.mark.parametrize("name", SERVERS)
 def test_database_outage_is_503(name: str, hub: Hub, tmp_path: Path) -> None:
     # PostgreSQL on a port nobody listens on: every request's first query fails
-    env = {**hub.env, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{_free_port()}/aurum"}
+    env = {**hub.env, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/aurum"}
     served = _start(name, env, tmp_path / f"{name}.log")
     try:
         answer = _request(served, f"/api/v1/customer/golden/{hub.golden}", secret=hub.secret)

@@ -46,17 +46,12 @@ import psycopg
 import pytest
 
 from sync.signing import secret_generate
+from tests.processes import free_port
 from tests.sync.receiver_server import Receiver
 
 REPO = Path(__file__).resolve().parent.parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 GOLDEN_COUNT = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _initdb() -> str | None:
@@ -135,7 +130,7 @@ def cluster() -> Iterator[Cluster]:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     pg = Cluster(bindir, base, port, as_postgres)
     started = False
     try:
@@ -160,7 +155,7 @@ def broker() -> Iterator[str]:
     """A redis-server of the test's own (the worker's broker)."""
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
-    port = _free_port()
+    port = free_port()
     data = Path(tempfile.mkdtemp(prefix="aurum-redis-"))
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
@@ -336,7 +331,7 @@ def test_postgres_restarts_under_load_lose_nothing(
     secret = secret_generate()
     receiver = Receiver(secrets=[secret]).start()
     queue = f"aurum-restart-{uuid.uuid4().hex[:8]}"
-    api_port = _free_port()
+    api_port = free_port()
     base = f"http://127.0.0.1:{api_port}"
     env = {k: v for k, v in os.environ.items() if k != "CELERY_TASK_ALWAYS_EAGER"}
     env.update(
