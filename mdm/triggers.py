@@ -27,24 +27,25 @@ from typing import Any
 
 from mdm.services.locks import LOCK_KEY_SQL
 
-_LOCK_DOMAINS = (
-    "PERFORM pg_advisory_xact_lock(" + LOCK_KEY_SQL.format(domain="d.domain") + ")\n"
-    "    FROM ({domains} ORDER BY 1) AS d;"
-)
+
+def _function(name: str, domains: str, check: str) -> str:
+    """A statement-level trigger function: the membership locks of ``domains`` (a query of
+    domain codes), in order, then ``check``, which raises when it finds a broken link."""
+    lock = LOCK_KEY_SQL.format(domain="d.domain")
+    return (
+        f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"  # nosec B608
+        "DECLARE\n    bad record;\nBEGIN\n"
+        f"    PERFORM pg_advisory_xact_lock({lock}) FROM ({domains} ORDER BY 1) AS d;\n"
+        f"{check}\n    RETURN NULL;\nEND $$"
+    )
+
 
 POSTGRES_INSTALL = [
-    """CREATE OR REPLACE FUNCTION aurum_xref_targets_exist() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    bad record;
-BEGIN
-    """
-    + _LOCK_DOMAINS.format(
-        domains="SELECT DISTINCT g.domain FROM aurum_written w "
-        "JOIN mdm_goldenrecord g ON g.id = w.golden_id"
-    )
-    + """
-    SELECT w.record_id, w.golden_id INTO bad FROM aurum_written w
+    _function(
+        "aurum_xref_targets_exist",
+        "SELECT DISTINCT g.domain FROM aurum_written w "
+        "JOIN mdm_goldenrecord g ON g.id = w.golden_id",
+        """    SELECT w.record_id, w.golden_id INTO bad FROM aurum_written w
     WHERE NOT EXISTS (SELECT 1 FROM mdm_sourcerecord r WHERE r.id = w.record_id)
        OR NOT EXISTS (SELECT 1 FROM mdm_goldenrecord g WHERE g.id = w.golden_id)
     LIMIT 1;
@@ -52,50 +53,37 @@ BEGIN
         RAISE EXCEPTION 'cross-reference of source record % to golden record %: %',
             bad.record_id, bad.golden_id, 'the record or the golden record does not exist'
             USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END $$""",
+    END IF;""",
+    ),
     """CREATE TRIGGER aurum_xref_inserted AFTER INSERT ON mdm_crossreference
 REFERENCING NEW TABLE AS aurum_written
 FOR EACH STATEMENT EXECUTE FUNCTION aurum_xref_targets_exist()""",
     """CREATE TRIGGER aurum_xref_updated AFTER UPDATE ON mdm_crossreference
 REFERENCING NEW TABLE AS aurum_written
 FOR EACH STATEMENT EXECUTE FUNCTION aurum_xref_targets_exist()""",
-    """CREATE OR REPLACE FUNCTION aurum_record_unlinked() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    bad record;
-BEGIN
-    """
-    + _LOCK_DOMAINS.format(domains="SELECT DISTINCT domain FROM aurum_gone")
-    + """
-    SELECT x.record_id, x.golden_id INTO bad FROM mdm_crossreference x
+    _function(
+        "aurum_record_unlinked",
+        "SELECT DISTINCT domain FROM aurum_gone",
+        """    SELECT x.record_id, x.golden_id INTO bad FROM mdm_crossreference x
     JOIN aurum_gone o ON o.id = x.record_id LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'source record % is still linked to golden record %',
             bad.record_id, bad.golden_id USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END $$""",
+    END IF;""",
+    ),
     """CREATE TRIGGER aurum_record_deleted AFTER DELETE ON mdm_sourcerecord
 REFERENCING OLD TABLE AS aurum_gone
 FOR EACH STATEMENT EXECUTE FUNCTION aurum_record_unlinked()""",
-    """CREATE OR REPLACE FUNCTION aurum_golden_unlinked() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    bad record;
-BEGIN
-    """
-    + _LOCK_DOMAINS.format(domains="SELECT DISTINCT domain FROM aurum_gone")
-    + """
-    SELECT x.record_id, x.golden_id INTO bad FROM mdm_crossreference x
+    _function(
+        "aurum_golden_unlinked",
+        "SELECT DISTINCT domain FROM aurum_gone",
+        """    SELECT x.record_id, x.golden_id INTO bad FROM mdm_crossreference x
     JOIN aurum_gone o ON o.id = x.golden_id LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'golden record % still has member source record %',
             bad.golden_id, bad.record_id USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END $$""",
+    END IF;""",
+    ),
     """CREATE TRIGGER aurum_golden_deleted AFTER DELETE ON mdm_goldenrecord
 REFERENCING OLD TABLE AS aurum_gone
 FOR EACH STATEMENT EXECUTE FUNCTION aurum_golden_unlinked()""",

@@ -154,9 +154,12 @@ def test_postgresql_refuses_a_link_to_nothing_and_deleting_what_a_link_names(
         (f"DELETE FROM {GOLDEN} WHERE id = %s", [golden]),  # noqa: S608
     ]  # fmt: skip
     for sql, params in statements:
-        with pytest.raises(IntegrityError, match="record"), transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+        with (
+            pytest.raises(IntegrityError, match="record"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(sql, params)
 
     assert golden_of(linked["A"]) == golden_of(linked["B"]) == golden
     assert SourceRecord.objects.filter(pk=linked["A"]).exists()
@@ -187,7 +190,7 @@ def _in_thread(work):
                 cursor.execute("SELECT pg_backend_pid()")
                 result["pid"] = cursor.fetchone()[0]
             result["value"] = work()
-        except Exception as exc:  # noqa: BLE001 - handed to the test
+        except Exception as exc:  # handed to the test
             result["error"] = exc
         finally:
             connections.close_all()
