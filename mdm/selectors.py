@@ -627,3 +627,53 @@ def golden_record_read(*, domain: str, pk: int) -> dict[str, Any] | None:
     if pk != requested:
         golden["retired_id"] = requested
     return golden
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    record_id: int
+    golden_id: int
+    record_missing: bool
+    golden_missing: bool
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    """What ``cross_reference_integrity`` found: links checked, broken ones by kind, and the
+    first few broken links (by record id)."""
+
+    links: int
+    record_missing: int
+    golden_missing: int
+    examples: list[BrokenLink]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.record_missing or self.golden_missing)
+
+
+def cross_reference_integrity(*, show: int = 20) -> IntegrityReport:
+    """Cross-references whose source record or golden record does not exist.
+
+    The database does not check these links row by row (``CrossReference``): its triggers
+    refuse such a write or delete on PostgreSQL, and this finds what they cannot see (a
+    ``TRUNCATE``, SQLite, a trigger disabled).  Set-based: two anti-joins over the whole
+    cross-reference, whatever its size; reads only.
+    """
+    record_gone = ~models.Exists(SourceRecord.objects.filter(pk=models.OuterRef("record_id")))
+    golden_gone = ~models.Exists(GoldenRecord.objects.filter(pk=models.OuterRef("golden_id")))
+    links = CrossReference.objects.order_by()
+    broken = links.annotate(record_gone=record_gone, golden_gone=golden_gone).filter(
+        models.Q(record_gone=True) | models.Q(golden_gone=True)
+    )
+    return IntegrityReport(
+        links=links.count(),
+        record_missing=links.filter(record_gone).count(),
+        golden_missing=links.filter(golden_gone).count(),
+        examples=[
+            BrokenLink(rid, gid, bool(no_record), bool(no_golden))
+            for rid, gid, no_record, no_golden in broken.order_by("record_id").values_list(
+                "record_id", "golden_id", "record_gone", "golden_gone"
+            )[:show]
+        ],
+    )

@@ -7,20 +7,19 @@ change, so a match run never writes a result computed without a steward's latest
 and a steward command never interleaves with an apply.  On PostgreSQL it is a
 transaction-level advisory lock (released at commit or rollback); SQLite allows one writing
 transaction at a time anyway.
+
+The database's own triggers take the same lock (``mdm.triggers``: a statement that writes
+cross-references, or deletes a source or golden record), so its key is computed by
+PostgreSQL from ``LOCK_KEY_SQL``, the one expression both use.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from django.db import connection
 
-_NAMESPACE = "aurum:golden-membership:"
-
-
-def _key(domain: str) -> int:
-    digest = hashlib.blake2b((_NAMESPACE + domain).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+NAMESPACE = "aurum:golden-membership:"
+# The advisory lock key of a domain, as SQL over a text expression (``%s`` or a column).
+LOCK_KEY_SQL = "hashtextextended('" + NAMESPACE + "' || {domain}, 0)"
 
 
 def golden_domain_lock(domain: str) -> None:
@@ -30,4 +29,6 @@ def golden_domain_lock(domain: str) -> None:
     if not connection.in_atomic_block:
         raise RuntimeError("golden_domain_lock needs a transaction (transaction.atomic)")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_key(domain)])
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(" + LOCK_KEY_SQL.format(domain="%s") + ")", [domain]
+        )
