@@ -5,7 +5,8 @@ golden records retire) is computed in memory from the cross-reference, then writ
 per row through ``mdm.bulk``: COPY and ``UPDATE ... FROM`` on PostgreSQL,
 django-simple-history's bulk helpers elsewhere.  Attributes are survived a chunk of golden
 records at a time, their members read per chunk, so memory does not grow with the domain.
-A new golden record is inserted with its survived attributes (one row, one history row).
+A new golden record is inserted with its survived attributes (one row, one history row); in
+a full run the next chunk is read and survived on a second connection while this one writes.
 """
 
 from __future__ import annotations
