@@ -259,6 +259,9 @@ def _run_full(domain: str, engine: MatchEngine | None) -> MatchRun:
                 clusters=result.clusters,
                 reason=f"match run {run.pk}",
                 changed_records=changed.values_list("record_id", flat=True).iterator(10_000),
+                # This transaction writes no source record: a second connection reads the
+                # values this one would (new golden records' members are read aside).
+                members_committed=True,
             )
             tasks = _review_tasks(domain, model, result.clusters, set(must) | set(cannot))
             changed.delete()

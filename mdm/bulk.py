@@ -373,6 +373,12 @@ def _tracked_columns(model: type[Model]) -> list[str]:
     return [f.attname for f in _history_model(model).tracked_fields]
 
 
+def next_ids(model: type[Model], count: int) -> list[int]:
+    """``count`` new primary keys of ``model`` from its table's sequence (PostgreSQL), in
+    order: what ``rows_create_with_history`` would take for ``count`` rows."""
+    return _next_ids(model, count)
+
+
 def _next_ids(model: type[Model], count: int) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(NEXT_IDS_SQL, [model._meta.db_table, model._meta.pk.column, count])

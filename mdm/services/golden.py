@@ -5,7 +5,8 @@ golden records retire) is computed in memory from the cross-reference, then writ
 per row through ``mdm.bulk``: COPY and ``UPDATE ... FROM`` on PostgreSQL,
 django-simple-history's bulk helpers elsewhere.  Attributes are survived a chunk of golden
 records at a time, their members read per chunk, so memory does not grow with the domain.
-A new golden record is inserted with its survived attributes (one row, one history row).
+A new golden record is inserted with its survived attributes (one row, one history row); in
+a full run the next chunk is read and survived on a second connection while this one writes.
 """
 
 from __future__ import annotations
@@ -13,20 +14,23 @@ from __future__ import annotations
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+import orjson
+from django.db import connection, transaction
 from django.utils import timezone
 
 from mdm import bulk
+from mdm.bulk import RawJSON
 from mdm.domains import get_domain
 from mdm.domains.base import Domain
-from mdm.models import CrossReference, GoldenRecord, SourceSystem
+from mdm.models import CrossReference, GoldenRecord, SourceRecord, SourceSystem
 from mdm.selectors import live_record_rows
 from mdm.services.relationships import relationships_recompute
-from mdm.survivorship import Member, survive_fast, survivorship_rules_active
+from mdm.survivorship import Member, RuleSet, survive_fast, survivorship_rules_active
 
 BATCH = 900  # ids per IN (...) query: below SQLite's parameter limit
 # Above this many ids a read takes the whole domain in one query instead of IN batches.
@@ -235,6 +239,122 @@ def _write_rebuilt(
     return changed
 
 
+def _create_goldens(
+    dom: Domain,
+    groups: list[list[int]],
+    rules: RuleSet,
+    *,
+    ids: list[int] | None,
+    now: datetime,
+    reason: str,
+    links: list[tuple[Any, ...]],
+    aside: bool,
+) -> list[int]:
+    """Insert a golden record per group of record ids, survived from its live members, with
+    history rows (reason "<reason>: new"); returns their ids, in the order of ``groups``.
+
+    ``ids`` (PostgreSQL: taken from the sequence by the caller) are the new golden records'
+    ids; ``links`` (cross-reference rows, which may name them) are then written a share
+    after each chunk, with their history rows, in their order.  With ``aside`` (the
+    caller's records were committed before its transaction began and it holds the domain's
+    lock) the next chunk's members are read and survived on a second connection, in a
+    thread, while this connection writes the last chunk: PostgreSQL ingests one chunk while
+    Python survives the next, where they took turns.  A chunk in which that connection does
+    not see every record (written by the caller's own transaction, or deleted meanwhile) is
+    read and survived here instead, as without ``aside``.
+    """
+    active = GoldenRecord.Status.ACTIVE.value
+    chunks = list(_group_chunks(groups))
+    created: list[int] = []
+    written = 0
+    pool = None
+    if aside and ids is not None and len(chunks) > 1:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="aurum-survive")
+    ahead: Future[list[tuple[Any, Any]] | None] | None = None
+    try:
+        if pool is not None:
+            ahead = pool.submit(_survive_aside, dom, chunks[0], rules)
+        for i, chunk in enumerate(chunks):
+            survived = ahead.result() if ahead is not None else None
+            ahead = None
+            if pool is not None and i + 1 < len(chunks):
+                ahead = pool.submit(_survive_aside, dom, chunks[i + 1], rules)
+            if survived is None:
+                survived = [
+                    survive_fast(dom, live, rules) for live in _chunk_members(dom.code, chunk)
+                ]
+            if ids is None:
+                rows: list[tuple[Any, ...]] = [
+                    (dom.code, active, attributes, provenance, 1, now, now)
+                    for attributes, provenance in survived
+                ]
+                columns: tuple[str, ...] = NEW_GOLDEN_COLUMNS
+            else:
+                first = len(created)
+                rows = [
+                    (pk, dom.code, active, attributes, provenance, 1, now, now)
+                    for pk, (attributes, provenance) in zip(
+                        ids[first : first + len(survived)], survived, strict=True
+                    )
+                ]
+                columns = ("id", *NEW_GOLDEN_COLUMNS)
+            del survived
+            created += bulk.rows_create_with_history(
+                GoldenRecord, columns, rows, history_date=now, reason=f"{reason}: new"
+            )
+            del rows
+            upto = len(links) * (i + 1) // len(chunks)
+            _write_links(links[written:upto], now=now, reason=reason)
+            written = upto
+        _write_links(links[written:], now=now, reason=reason)
+    finally:
+        if pool is not None:
+            if ahead is not None:  # stopped by an error: a running chunk finishes first
+                ahead.cancel()
+            pool.submit(_close_connection).result()
+            pool.shutdown()
+    return created
+
+
+def _write_links(rows: list[tuple[Any, ...]], *, now: datetime, reason: str) -> None:
+    bulk.rows_create_with_history(
+        CrossReference,
+        ("record_id", "golden_id", "linked_by", "linked_at"),
+        rows,
+        history_date=now,
+        reason=reason,
+    )
+
+
+def _survive_aside(
+    dom: Domain, groups: list[list[int]], rules: RuleSet
+) -> list[tuple[Any, Any]] | None:
+    """In the reader thread, on its own connection: (attributes, provenance) of each group,
+    as JSON text (what COPY writes), or None when this connection does not see every
+    record of the chunk (the caller's connection then reads it)."""
+    record_ids = [r for group in groups for r in group]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {SourceRecord._meta.db_table} WHERE id = ANY(%s)",  # noqa: S608  # nosec B608
+            [record_ids],
+        )
+        (seen,) = cursor.fetchone()
+    if seen != len(record_ids):
+        return None
+    live = _read_members(dom.code, record_ids)
+    dumps = orjson.dumps
+    survived = []
+    for group in groups:
+        attributes, provenance = survive_fast(dom, [live[r] for r in group if r in live], rules)
+        survived.append((RawJSON(dumps(attributes).decode()), RawJSON(dumps(provenance).decode())))
+    return survived
+
+
+def _close_connection() -> None:
+    """Close the calling thread's own database connection (the reader thread's)."""
+    connection.close()
+
+
 def golden_records_apply_clusters(
     *,
     domain: str,
@@ -242,6 +362,7 @@ def golden_records_apply_clusters(
     linked_by: str = CrossReference.LinkedBy.MATCH,
     reason: str = "match",
     changed_records: Iterable[int] = (),
+    members_committed: bool = False,
 ) -> ApplyResult:
     """Make golden records follow ``clusters`` (source record id -> cluster key).
 
@@ -259,7 +380,10 @@ def golden_records_apply_clusters(
 
     Members are read from the database a chunk of clusters at a time while survivorship
     runs (``_member_groups``): memory does not grow with the domain, and the values
-    survived are the latest ones under the caller's lock.
+    survived are the latest ones under the caller's lock.  ``members_committed`` says that
+    no record was written by the caller's transaction (a full run): new golden records'
+    members may then be read on a second connection while this one writes
+    (``_create_goldens``).
     """
     dom = get_domain(domain)
     now = timezone.now()
@@ -329,40 +453,47 @@ def golden_records_apply_clusters(
         retired_ids = sorted(touched - used)
         affected.difference_update(retired_ids)
         rules = survivorship_rules_active(domain=dom.code)
-        active = GoldenRecord.Status.ACTIVE.value
 
-        new_ids: list[int] = []
-        # A chunk at a time: its members read, survived, then written (the read cannot run
-        # on the connection while a COPY streams, so each chunk is survived before its COPY).
-        for chunk in _group_chunks(members[key] for key in new_keys):
-            rows = [
-                (dom.code, active, *survive_fast(dom, live, rules), 1, now, now)
-                for live in _chunk_members(dom.code, chunk)
-            ]
-            new_ids += bulk.rows_create_with_history(
-                GoldenRecord,
-                NEW_GOLDEN_COLUMNS,
-                rows,
+        link_columns = ("record_id", "golden_id", "linked_by", "linked_at")
+        # On PostgreSQL the new golden ids come from the sequence first: every
+        # cross-reference row is then known before survivorship, and written a share after
+        # each chunk of golden records (the server ingests while Python survives the next).
+        new_ids = (
+            bulk.next_ids(GoldenRecord, len(new_keys)) if bulk.uses_copy() and new_keys else None
+        )
+        links: list[tuple[Any, ...]] = []
+        if new_ids is not None:
+            golden_of.update(zip(new_keys, new_ids, strict=True))
+            links = [(rid, golden_of[key], linked_by, now) for rid, key in new_links]
+        created = _create_goldens(
+            dom,
+            [members[key] for key in new_keys],
+            rules,
+            ids=new_ids,
+            now=now,
+            reason=reason,
+            links=links,
+            aside=members_committed,
+        )
+        if new_ids is None:
+            new_ids = created
+            golden_of.update(zip(new_keys, new_ids, strict=True))
+            bulk.rows_create_with_history(
+                CrossReference,
+                link_columns,
+                [(rid, golden_of[key], linked_by, now) for rid, key in new_links],
                 history_date=now,
-                reason=f"{reason}: new",
+                reason=reason,
             )
-            del rows
-        golden_of.update(zip(new_keys, new_ids, strict=True))
+        del links
         moved = [(rid, golden_of[key]) for rid, key, _ in moves]
         received: dict[int, Counter[int]] = defaultdict(Counter)  # old golden -> new golden
         for (_, target), (_, _, old) in zip(moved, moves, strict=True):
             received[old][target] += 1
 
-        bulk.rows_create_with_history(
-            CrossReference,
-            ("record_id", "golden_id", "linked_by", "linked_at"),
-            [(rid, golden_of[key], linked_by, now) for rid, key in new_links],
-            history_date=now,
-            reason=reason,
-        )
         bulk.rows_update_with_history(
             CrossReference,
-            ("record_id", "golden_id", "linked_by", "linked_at"),
+            link_columns,
             [(rid, gid, linked_by, now) for rid, gid in moved],
             history_date=now,
             reason=reason,

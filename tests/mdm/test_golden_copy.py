@@ -187,3 +187,113 @@ def test_a_streamed_insert_of_another_count_than_announced_writes_nothing(db, gi
     assert not GoldenRecord.objects.exists()
     assert not GoldenRecord.history.exists()
     assert not ChangeEvent.objects.exists()
+
+
+# 45 records in 15 clusters of 3 whose members disagree (new golden records over several
+# chunks), then merged two by two.
+MANY = [
+    {
+        "source_key": f"K{i:02}",
+        "given_name": ["Ann", "Anne", "Annie"][i % 3] + f" {i // 3}",
+        "family_name": "Lee" if i % 3 else "Leigh",
+        **({"email": f"p{i // 3}.{i % 3}@example.com"} if i % 2 else {}),
+        **({"phone": "+442079460958"} if i % 5 == 0 else {}),
+    }
+    for i in range(45)
+]
+
+
+def _apply_many(records: dict[str, int], *, aside: bool) -> list[tuple[datetime, datetime]]:
+    windows = []
+    for size in (3, 6):
+        started = timezone.now()
+        golden_records_apply_clusters(
+            domain="customer",
+            clusters={records[f"K{i:02}"]: i // size for i in range(45)},
+            reason="run",
+            members_committed=aside,
+        )
+        windows.append((started, timezone.now()))
+    return windows
+
+
+def _events() -> list[tuple[Any, ...]]:
+    rank = {
+        gid: i
+        for i, gid in enumerate(
+            sorted(GoldenRecord.history.values_list("id", flat=True).distinct())
+        )
+    }
+    return [
+        (rank[golden_id], version, kind, reason)
+        for golden_id, version, kind, reason in ChangeEvent.objects.order_by("id").values_list(
+            "golden_id", "version", "kind", "reason"
+        )
+    ]
+
+
+def _spy_aside(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each chunk read aside was survived there (True) or left to the caller."""
+    seen: list[bool] = []
+    read_aside = golden._survive_aside
+
+    def spy(*args: Any) -> Any:
+        survived = read_aside(*args)
+        seen.append(survived is not None)
+        return survived
+
+    monkeypatch.setattr(golden, "_survive_aside", spy)
+    return seen
+
+
+def _backends() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_members_read_aside_write_what_members_read_inline_write(
+    require_postgres, api, monkeypatch
+):
+    # Given committed records, survived 7 records at a time (several chunks)
+    api.post(URL, {"records": MANY}, format="json")
+    records = dict(SourceRecord.objects.values_list("source_key", "id"))
+    monkeypatch.setattr(golden, "SURVIVE_CHUNK", 7)
+    inline = _snapshot(_apply_many(records, aside=False))
+    inline_events = _events()
+    _wipe()
+    ChangeEvent.objects.all().delete()
+    seen = _spy_aside(monkeypatch)
+    backends = _backends()
+
+    # When the new golden records' members are read on a second connection
+    aside = _snapshot(_apply_many(records, aside=True))
+
+    # Then the same rows, history rows and events are written, and that connection is closed
+    assert aside == inline
+    assert _events() == inline_events
+    assert len(aside["golden"]) == 15
+    assert sum(h["history_type"] == "+" for h in aside["xref history"]) == 45
+    assert seen == [True] * 5  # 15 clusters of 3, chunks of at least 7 records
+    assert _backends() == backends
+
+
+def test_records_the_second_connection_cannot_see_are_read_inline(
+    require_postgres, api, monkeypatch
+):
+    # Given records written by this (test) transaction, invisible to another connection
+    api.post(URL, {"records": MANY}, format="json")
+    records = dict(SourceRecord.objects.values_list("source_key", "id"))
+    monkeypatch.setattr(golden, "SURVIVE_CHUNK", 7)
+    seen = _spy_aside(monkeypatch)
+
+    # When an apply is told the records are committed
+    windows = _apply_many(records, aside=True)
+
+    # Then each chunk is read on the caller's connection: what an inline apply writes
+    aside = _snapshot(windows)
+    assert seen and not any(seen)
+    _wipe()
+    assert _snapshot(_apply_many(records, aside=False)) == aside
+    assert len(aside["golden"]) == 15
