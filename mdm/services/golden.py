@@ -248,14 +248,17 @@ def _create_goldens(
     now: datetime,
     reason: str,
     links: list[tuple[Any, ...]],
+    linked_before: int,
     aside: bool,
 ) -> list[int]:
     """Insert a golden record per group of record ids, survived from its live members, with
     history rows (reason "<reason>: new"); returns their ids, in the order of ``groups``.
 
     ``ids`` (PostgreSQL: taken from the sequence by the caller) are the new golden records'
-    ids; ``links`` (cross-reference rows, which may name them) are then written a share
-    after each chunk, with their history rows, in their order.  With ``aside`` (the
+    ids; ``links`` (cross-reference rows) are written with their history rows, in their
+    order, as soon as their golden record is: the first ``linked_before`` (to golden records
+    that exist) with the first chunk, then each new golden record's after its chunk
+    (``links`` names them in the order of ``groups``).  With ``aside`` (the
     caller's records were committed before its transaction began and it holds the domain's
     lock) the next chunk's members are read and survived on a second connection, in a
     thread, while this connection writes the last chunk: PostgreSQL ingests one chunk while
@@ -299,11 +302,18 @@ def _create_goldens(
                 ]
                 columns = ("id", *NEW_GOLDEN_COLUMNS)
             del survived
+            done = len(created)
             created += bulk.rows_create_with_history(
                 GoldenRecord, columns, rows, history_date=now, reason=f"{reason}: new"
             )
             del rows
-            upto = len(links) * (i + 1) // len(chunks)
+            # The links whose golden record is written by now: the first ``linked_before``
+            # (to golden records that existed), then those to the golden records of this
+            # chunk (``links`` follows ``groups``: earlier chunks' links are written).
+            ready = set(created[done:])
+            upto = max(written, linked_before)
+            while upto < len(links) and links[upto][1] in ready:
+                upto += 1
             _write_links(links[written:upto], now=now, reason=reason)
             written = upto
         _write_links(links[written:], now=now, reason=reason)
@@ -461,10 +471,17 @@ def golden_records_apply_clusters(
         new_ids = (
             bulk.next_ids(GoldenRecord, len(new_keys)) if bulk.uses_copy() and new_keys else None
         )
+        fresh = set(new_keys)
         links: list[tuple[Any, ...]] = []
+        linked_before = 0
         if new_ids is not None:
+            # Links to golden records that exist first, then those to new ones in the order
+            # of ``new_keys`` (``new_links`` follows ``members`` as ``new_keys`` does): each
+            # is written once its golden record is (the links' trigger checks both ends).
+            links = [(rid, golden_of[k], linked_by, now) for rid, k in new_links if k in golden_of]
             golden_of.update(zip(new_keys, new_ids, strict=True))
-            links = [(rid, golden_of[key], linked_by, now) for rid, key in new_links]
+            linked_before = len(links)
+            links += [(rid, golden_of[k], linked_by, now) for rid, k in new_links if k in fresh]
         created = _create_goldens(
             dom,
             [members[key] for key in new_keys],
@@ -473,6 +490,7 @@ def golden_records_apply_clusters(
             now=now,
             reason=reason,
             links=links,
+            linked_before=linked_before,
             aside=members_committed,
         )
         if new_ids is None:
@@ -485,7 +503,7 @@ def golden_records_apply_clusters(
                 history_date=now,
                 reason=reason,
             )
-        del links
+        del links, fresh
         moved = [(rid, golden_of[key]) for rid, key, _ in moves]
         received: dict[int, Counter[int]] = defaultdict(Counter)  # old golden -> new golden
         for (_, target), (_, _, old) in zip(moved, moves, strict=True):
