@@ -345,6 +345,24 @@ def test_pairs_by_column_are_written_as_pairs_as_objects(request, keys, monkeypa
     assert as_objects[0][0][4][0]["left"] == "ann@example.com"
 
 
+def test_stored_pairs_keep_the_contributions_text_the_engine_wrote(require_postgres, keys):
+    # Given an engine that gives its pairs by column, contributions as JSON text
+    match_model_train(domain="customer", engine=ColumnEngine(SCORES, keys))
+    written = orjson.dumps(ColumnEngine.explained).decode()
+
+    # When a full run stores them (COPY)
+    run = match_run_full(domain="customer", engine=ColumnEngine(SCORES, keys))
+
+    # Then the database holds that text as it is (json: jsonb would re-order the keys and
+    # re-space the text), and the ORM reads the same contributions back
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT contributions::text FROM matching_matchpair")
+        stored = [row[0] for row in cursor.fetchall()]
+    assert run.counts["pairs_written"] == 3
+    assert stored == [written] * 3
+    assert [p.contributions for p in MatchPair.objects.all()] == [orjson.loads(written)] * 3
+
+
 def test_scored_pairs_are_a_sequence_of_pairs():
     contributions = (Contribution("email", "exact", 9.8, "a@x.org", None),)
     pairs = ScoredPairs(
