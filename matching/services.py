@@ -488,22 +488,22 @@ def _copy_pair_columns(domain: str, model: MatchModel, pairs: ScoredPairs, now: 
     line = constant + "\t{}\t{}\t{}\t{}\t{}\t" + now.isoformat() + "\n"
     table = MatchPair._meta.db_table
     sql = f"COPY {table} ({', '.join(PAIR_COLUMNS)}) FROM STDIN"
-    columns = (
-        pairs.left,
-        pairs.right,
-        pairs.match_probability,
-        pairs.match_weight,
-        pairs.contributions_json,
-    )
     with (
         connection.cursor() as cursor,
         connection.wrap_database_errors,
         cursor.copy(sql) as copy,
     ):
         for start in range(0, len(pairs), COPY_BLOCK):
-            block = [column[start : start + COPY_BLOCK] for column in columns]
-            block[4] = _copy_escaped(block[4])
-            copy.write("".join(map(line.format, *block)))
+            end = start + COPY_BLOCK
+            lines = map(
+                line.format,
+                pairs.left[start:end],
+                pairs.right[start:end],
+                pairs.match_probability[start:end],
+                pairs.match_weight[start:end],
+                _copy_escaped(pairs.contributions_json[start:end]),
+            )
+            copy.write("".join(lines))
 
 
 def _review_tasks(
