@@ -1169,7 +1169,10 @@ def main() -> None:
     probe.wrap(splink_engine, "_register_promising_pairs", "score: blocking + pruning")
     probe.wrap(LinkerInference, "predict", "score: Splink predict")
     probe.wrap(splink_engine, "_display_table", "score: _display_table (values as JSON)")
+    probe.wrap(splink_engine, "_scored_table", "score: pairs by column (DuckDB, to Arrow)")
+    probe.wrap(splink_engine, "_pairs_by_column", "score: pairs by column (Arrow to Python)")
     probe.wrap(match_services, "_store_pairs", "apply: _store_pairs (MatchPair rows)")
+    probe.wrap(match_services, "_insert_pair_columns", "  pairs: _insert_pair_columns (COPY)")
     probe.wrap(
         match_services, "golden_records_apply_clusters", "apply: golden_records_apply_clusters"
     )
@@ -1221,13 +1224,15 @@ def main() -> None:
             "score: blocking + pruning",
             "score: Splink predict",
             "score: _display_table (values as JSON)",
+            "score: pairs by column (DuckDB, to Arrow)",
+            "score: pairs by column (Arrow to Python)",
         )
     )
     for label, (seconds, calls) in probe.calls.items():
         report.add(f"    {label}", fmt_s(seconds), f"{int(calls):,} calls")
     if "score" in run.timings:
         report.add(
-            "    score: rest (pairs by column with their JSON, Linker, settings)",
+            "    score: rest (records read and loaded into DuckDB, Linker, settings)",
             fmt_s(run.timings["score"] - score_known),
         )
     if run.counts:

@@ -430,23 +430,12 @@ def _insert_pair_columns(
             contributions_json=[pairs.contributions_json[i] for i in only],
         )
     now = timezone.now()
-    contributions: Iterable[Any] = (
-        map(bulk.RawJSON, pairs.contributions_json)
-        if bulk.uses_copy()
-        else map(orjson.loads, pairs.contributions_json)
-    )
+    if bulk.uses_copy():
+        _copy_pair_columns(domain, model, pairs, now)
+        return
     bulk.rows_create(
         MatchPair,
-        (
-            "domain",
-            "model_id",
-            "left_id",
-            "right_id",
-            "match_probability",
-            "match_weight",
-            "contributions",
-            "scored_at",
-        ),
+        PAIR_COLUMNS,
         (
             (domain, model.pk, left, right, probability, weight, contribution, now)
             for left, right, probability, weight, contribution in zip(
@@ -454,11 +443,70 @@ def _insert_pair_columns(
                 pairs.right,
                 pairs.match_probability,
                 pairs.match_weight,
-                contributions,
+                map(orjson.loads, pairs.contributions_json),
                 strict=True,
             )
         ),
     )
+
+
+PAIR_COLUMNS = (
+    "domain",
+    "model_id",
+    "left_id",
+    "right_id",
+    "match_probability",
+    "match_weight",
+    "contributions",
+    "scored_at",
+)
+COPY_BLOCK = 10_000  # pairs formatted at a time into one COPY write
+# What COPY's text format escapes in a value: JSON may hold a backslash (an escape in a
+# string) and, between its tokens, whitespace such as tab or newline.
+_COPY_SPECIAL = ("\\", "\t", "\n", "\r")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escaped(values: list[str]) -> list[str]:
+    """``values`` as COPY text-format values: one scan of them all finds the (rare) block
+    that needs escaping at all."""
+    joined = "".join(values)
+    if not any(special in joined for special in _COPY_SPECIAL):
+        return values
+    return [value.translate(_COPY_ESCAPES) for value in values]
+
+
+def _copy_pair_columns(domain: str, model: MatchModel, pairs: ScoredPairs, now: Any) -> None:
+    """COPY pairs by column into the pairs table, a block of text lines per write.
+
+    Each line is formatted by one ``str.format`` (numbers by ``str``: for a float the
+    shortest text that reads back to the same double, as psycopg writes it), the
+    contributions JSON as it is: per pair no tuple, no adapter call and no value escaped
+    one at a time (:func:`_copy_escaped`), where psycopg's ``write_row`` scanned each
+    kilobyte of JSON for characters to escape.  The client's CPU time for 75,731 pairs
+    (200k records), sending included: 1.03 s with ``write_row``, 0.70 s so.
+    """
+    constant = "\t".join(value.translate(_COPY_ESCAPES) for value in (domain, str(model.pk)))
+    constant = constant.replace("{", "{{").replace("}", "}}")
+    line = constant + "\t{}\t{}\t{}\t{}\t{}\t" + now.isoformat() + "\n"
+    table = MatchPair._meta.db_table
+    sql = f"COPY {table} ({', '.join(PAIR_COLUMNS)}) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.copy(sql) as copy,
+    ):
+        for start in range(0, len(pairs), COPY_BLOCK):
+            end = start + COPY_BLOCK
+            lines = map(
+                line.format,
+                pairs.left[start:end],
+                pairs.right[start:end],
+                pairs.match_probability[start:end],
+                pairs.match_weight[start:end],
+                _copy_escaped(pairs.contributions_json[start:end]),
+            )
+            copy.write("".join(lines))
 
 
 def _review_tasks(
