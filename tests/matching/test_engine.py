@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -235,6 +236,27 @@ def test_score_all_streams_records_in_chunks_into_bounded_duckdb_with_the_same_p
     assert _as_tuples(streamed) == _as_tuples(whole)
     # ...and the run's spill directory is gone with it
     assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_chunks_are_prepared_in_a_second_process_as_prepare_table_does(
+    records: list[EngineRecord],
+) -> None:
+    # Given a full run's preparer (its first chunk was full: more may follow)
+    chunk = [
+        EngineRecord(r.id, r.attributes, dataset="crm" if r.id % 2 else "") for r in records[:300]
+    ]
+    preparer = splink_engine._Preparer(SPEC, parallel=True)
+    try:
+        # When a chunk is prepared
+        table = preparer.submit(chunk)()
+        assert preparer._pool is not None
+        pid = preparer._pool.submit(os.getpid).result()
+    finally:
+        preparer.close()
+
+    # Then another process prepared it, into prepare_table's very table
+    assert pid != os.getpid()
+    assert table.equals(prepare_table(SPEC, chunk, with_dataset=True))
 
 
 def test_score_all_refuses_an_id_repeated_across_chunks(
