@@ -1156,6 +1156,22 @@ def _scoring_settings(parameters: Mapping[str, Any], *, link_type: str) -> dict[
     return settings
 
 
+def _ranked_ids(table: pa.Table) -> pa.Table:
+    """``table`` with each record's id replaced by its rank among the ids (0, 1, ...).
+
+    Splink samples the pairs that estimate u by a hash of the record ids: with the ids
+    themselves, the same records loaded twice (in another hub, or after other records took
+    the ids they had) would train another model.  The rank keeps the records' order and
+    makes training a function of the records alone.
+    """
+    position = table.schema.get_field_index(UNIQUE_ID)
+    ids = table.column(position).to_pylist()
+    rank = {record_id: i for i, record_id in enumerate(sorted(ids))}
+    return table.set_column(
+        position, table.schema.field(position), pa.array([rank[i] for i in ids], pa.int64())
+    )
+
+
 def _link_type(records: Sequence[EngineRecord]) -> str:
     return "link_and_dedupe" if _has_datasets(records) else "dedupe_only"
 
@@ -1923,7 +1939,7 @@ class SplinkEngine:
             raise ValueError("training needs at least two records")
         started = time.perf_counter()
         warnings: list[str] = []
-        table = prepare_table(spec, records)
+        table = _ranked_ids(prepare_table(spec, records))
         filled = {
             name for name in table.column_names if table.column(name).null_count < len(records)
         }
