@@ -99,13 +99,16 @@ POSTGRES_REMOVE = [
 ]
 
 
-def install(apps: Any, schema_editor: Any) -> None:
+def run_on_postgresql(schema_editor: Any, statements: list[str]) -> None:
+    """Run a migration's trigger ``statements`` on PostgreSQL; nothing on other databases."""
     if schema_editor.connection.vendor == "postgresql":
-        for sql in POSTGRES_INSTALL:
+        for sql in statements:
             schema_editor.execute(sql, params=None)
+
+
+def install(apps: Any, schema_editor: Any) -> None:
+    run_on_postgresql(schema_editor, POSTGRES_INSTALL)
 
 
 def remove(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        for sql in POSTGRES_REMOVE:
-            schema_editor.execute(sql, params=None)
+    run_on_postgresql(schema_editor, POSTGRES_REMOVE)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mdm.triggers import run_on_postgresql
+
 TABLE = "audit_auditentry"
 
 POSTGRES_INSTALL = [
@@ -28,15 +30,11 @@ POSTGRES_REMOVE = [
 
 
 def install(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        for sql in POSTGRES_INSTALL:
-            schema_editor.execute(sql, params=None)
+    run_on_postgresql(schema_editor, POSTGRES_INSTALL)
 
 
 def remove(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        for sql in POSTGRES_REMOVE:
-            schema_editor.execute(sql, params=None)
+    run_on_postgresql(schema_editor, POSTGRES_REMOVE)
 
 
 def create_head(apps: Any, schema_editor: Any) -> None:
