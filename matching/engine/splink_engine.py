@@ -61,6 +61,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink import comparison_level_library as cll
 from splink.blocking_rule_library import CustomRule
@@ -1165,10 +1166,9 @@ def _ranked_ids(table: pa.Table) -> pa.Table:
     makes training a function of the records alone.
     """
     position = table.schema.get_field_index(UNIQUE_ID)
-    ids = table.column(position).to_pylist()
-    rank = {record_id: i for i, record_id in enumerate(sorted(ids))}
+    rank = pc.rank(table.column(position), sort_keys="ascending", tiebreaker="first")
     return table.set_column(
-        position, table.schema.field(position), pa.array([rank[i] for i in ids], pa.int64())
+        position, table.schema.field(position), pc.subtract(rank, 1).cast(pa.int64())
     )
 
 
