@@ -11,16 +11,26 @@ a full run the next chunk is read and survived on a second connection while this
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import multiprocessing
+import os
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import (
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from mdm import bulk
@@ -31,6 +41,8 @@ from mdm.models import CrossReference, GoldenRecord, SourceRecord, SourceSystem
 from mdm.selectors import live_record_rows
 from mdm.services.relationships import relationships_recompute
 from mdm.survivorship import Member, RuleSet, survive_fast, survivorship_rules_active
+
+logger = logging.getLogger(__name__)
 
 BATCH = 900  # ids per IN (...) query: below SQLite's parameter limit
 # Above this many ids a read takes the whole domain in one query instead of IN batches.
@@ -270,18 +282,23 @@ def _create_goldens(
     chunks = list(_group_chunks(groups))
     created: list[int] = []
     written = 0
-    pool = None
-    if aside and ids is not None and len(chunks) > 1:
-        pool = ThreadPoolExecutor(1, thread_name_prefix="aurum-survive")
-    ahead: Future[list[tuple[Any, Any]] | None] | None = None
+    reader = _AsideReader(dom, rules) if aside and ids is not None and len(chunks) > 1 else None
+    ahead: Future[list[tuple[str, str]] | None] | None = None
     try:
-        if pool is not None:
-            ahead = pool.submit(_survive_aside, dom, chunks[0], rules)
+        if reader is not None:
+            ahead = reader.submit(chunks[0])
         for i, chunk in enumerate(chunks):
-            survived = ahead.result() if ahead is not None else None
+            survived: list[tuple[Any, Any]] | None = None
+            if ahead is not None:
+                assert reader is not None
+                texts = ahead.result()
+                logger.debug("chunk %d survived aside (%s): %s", i, reader.kind, texts is not None)
+                if texts is not None:
+                    survived = [(RawJSON(a), RawJSON(p)) for a, p in texts]
+                del texts
             ahead = None
-            if pool is not None and i + 1 < len(chunks):
-                ahead = pool.submit(_survive_aside, dom, chunks[i + 1], rules)
+            if reader is not None and i + 1 < len(chunks):
+                ahead = reader.submit(chunks[i + 1])
             if survived is None:
                 survived = [
                     survive_fast(dom, live, rules) for live in _chunk_members(dom.code, chunk)
@@ -318,11 +335,10 @@ def _create_goldens(
             written = upto
         _write_links(links[written:], now=now, reason=reason)
     finally:
-        if pool is not None:
+        if reader is not None:
             if ahead is not None:  # stopped by an error: a running chunk finishes first
                 ahead.cancel()
-            pool.submit(_close_connection).result()
-            pool.shutdown()
+            reader.close()
     return created
 
 
@@ -336,12 +352,99 @@ def _write_links(rows: list[tuple[Any, ...]], *, now: datetime, reason: str) -> 
     )
 
 
+class _AsideReader:
+    """Reads and survives chunks of new golden records' members on a connection of its own,
+    in a forked process when it can, else in a thread.
+
+    In a process (the default where ``fork`` exists and this process may have children:
+    not a daemonic worker) the reading and survivorship run beside the caller's Python,
+    which formats the COPY of the chunk before: both are Python, and in a thread they took
+    turns on one interpreter. The process is forked at the first chunk (it inherits the
+    code, the rules and Django's settings, nothing is imported again); it never touches the
+    caller's connection (:func:`_aside_process_start`) and opens its own. Chunks come back
+    as JSON text, what COPY writes.
+    """
+
+    def __init__(self, dom: Domain, rules: RuleSet) -> None:
+        self._dom = dom
+        self._rules = rules
+        self._pool: Executor | None = None
+        if "fork" in multiprocessing.get_all_start_methods():
+            # Forked: the initializer's arguments are inherited, not pickled.
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_aside_process_start,
+                initargs=(dom, rules),
+            )
+        self._threaded = self._pool is None
+
+    @property
+    def kind(self) -> str:
+        return "thread" if self._threaded else "process"
+
+    def submit(self, groups: list[list[int]]) -> Future[list[tuple[str, str]] | None]:
+        """Start reading and surviving ``groups`` (lists of record ids)."""
+        if not self._threaded:
+            assert self._pool is not None
+            try:
+                return self._pool.submit(_survive_in_process, groups)
+            except (AssertionError, OSError, RuntimeError) as exc:
+                # AssertionError: "daemonic processes are not allowed to have children".
+                logger.info("new golden records' members read in a thread: %s", exc)
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="aurum-survive")
+            self._threaded = True
+        return self._pool.submit(_survive_aside, self._dom, groups, self._rules)
+
+    def close(self) -> None:
+        """Close the reader's own connection, then stop it."""
+        if self._pool is None:
+            return
+        try:
+            self._pool.submit(_close_connection).result()
+        except BrokenExecutor:  # the process died, and its connection with it
+            pass
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+# The caller's database connections as the forked reader inherited them: kept referenced
+# (finalising one would end the caller's session on the server), their sockets pointed at
+# /dev/null (nothing the reader does can reach the caller's session).
+_INHERITED: list[Any] = []
+_READER: list[tuple[Domain, RuleSet]] = []  # the forked reader's domain and rules
+
+
+def _aside_process_start(dom: Domain, rules: RuleSet) -> None:
+    """In the forked reader, before its first chunk: forget the caller's connections."""
+    _READER.append((dom, rules))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for conn in connections.all(initialized_only=True):
+        raw = conn.connection
+        if raw is None:
+            continue
+        _INHERITED.append(raw)
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # no socket, closed
+            os.dup2(devnull, raw.fileno())
+        conn.connection = None  # the next query opens a connection of the reader's own
+    os.close(devnull)
+
+
+def _survive_in_process(groups: list[list[int]]) -> list[tuple[str, str]] | None:
+    dom, rules = _READER[-1]
+    return _survive_aside(dom, groups, rules)
+
+
 def _survive_aside(
     dom: Domain, groups: list[list[int]], rules: RuleSet
-) -> list[tuple[Any, Any]] | None:
-    """In the reader thread, on its own connection: (attributes, provenance) of each group,
-    as JSON text (what COPY writes), or None when this connection does not see every
-    record of the chunk (the caller's connection then reads it)."""
+) -> list[tuple[str, str]] | None:
+    """On the reader's own connection: (attributes, provenance) of each group, as JSON
+    text (what COPY writes), or None when this connection does not see every record of the
+    chunk (the caller's connection then reads it)."""
     record_ids = [r for group in groups for r in group]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -356,12 +459,12 @@ def _survive_aside(
     survived = []
     for group in groups:
         attributes, provenance = survive_fast(dom, [live[r] for r in group if r in live], rules)
-        survived.append((RawJSON(dumps(attributes).decode()), RawJSON(dumps(provenance).decode())))
+        survived.append((dumps(attributes).decode(), dumps(provenance).decode()))
     return survived
 
 
 def _close_connection() -> None:
-    """Close the calling thread's own database connection (the reader thread's)."""
+    """Close the reader's own database connection."""
     connection.close()
 
 

@@ -3,6 +3,7 @@ history rows as the generic Django path writes."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -232,18 +233,15 @@ def _events() -> list[tuple[Any, ...]]:
     ]
 
 
-def _spy_aside(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each chunk read aside was survived there (True) or left to the caller."""
-    seen: list[bool] = []
-    read_aside = golden._survive_aside
-
-    def spy(*args: Any) -> Any:
-        survived = read_aside(*args)
-        seen.append(survived is not None)
-        return survived
-
-    monkeypatch.setattr(golden, "_survive_aside", spy)
-    return seen
+def _chunks_aside(caplog: pytest.LogCaptureFixture, kind: str = "process") -> list[bool]:
+    """Whether each chunk read aside (by a reader of ``kind``) was survived there (True) or
+    left to the caller, as the apply logs it (the reader is another process: nothing in it
+    can be spied on from here)."""
+    return [
+        r.getMessage().endswith("True")
+        for r in caplog.records
+        if r.name == "mdm.services.golden" and f"survived aside ({kind})" in r.getMessage()
+    ]
 
 
 def _backends() -> int:
@@ -253,10 +251,14 @@ def _backends() -> int:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["process", "thread"])
 def test_members_read_aside_write_what_members_read_inline_write(
-    require_postgres, api, monkeypatch
+    require_postgres, api, monkeypatch, caplog, kind
 ):
-    # Given committed records, survived 7 records at a time (several chunks)
+    # Given committed records, survived 7 records at a time (several chunks), by a reader
+    # process or, where none can be forked (no fork, a daemonic worker), a reader thread
+    if kind == "thread":
+        monkeypatch.setattr(golden.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     api.post(URL, {"records": MANY}, format="json")
     records = dict(SourceRecord.objects.values_list("source_key", "id"))
     monkeypatch.setattr(golden, "SURVIVE_CHUNK", 7)
@@ -264,7 +266,7 @@ def test_members_read_aside_write_what_members_read_inline_write(
     inline_events = _events()
     _wipe()
     ChangeEvent.objects.all().delete()
-    seen = _spy_aside(monkeypatch)
+    caplog.set_level(logging.DEBUG, logger="mdm.services.golden")
     backends = _backends()
 
     # When the new golden records' members are read on a second connection
@@ -275,21 +277,22 @@ def test_members_read_aside_write_what_members_read_inline_write(
     assert _events() == inline_events
     assert len(aside["golden"]) == 15
     assert sum(h["history_type"] == "+" for h in aside["xref history"]) == 45
-    assert seen == [True] * 5  # 15 clusters of 3, chunks of at least 7 records
+    assert _chunks_aside(caplog, kind) == [True] * 5  # 15 clusters of 3, chunks of >= 7 records
     assert _backends() == backends
 
 
 def test_records_the_second_connection_cannot_see_are_read_inline(
-    require_postgres, api, monkeypatch
+    require_postgres, api, monkeypatch, caplog
 ):
     # Given records written by this (test) transaction, invisible to another connection
     api.post(URL, {"records": MANY}, format="json")
     records = dict(SourceRecord.objects.values_list("source_key", "id"))
     monkeypatch.setattr(golden, "SURVIVE_CHUNK", 7)
-    seen = _spy_aside(monkeypatch)
+    caplog.set_level(logging.DEBUG, logger="mdm.services.golden")
 
     # When an apply is told the records are committed
     windows = _apply_many(records, aside=True)
+    seen = _chunks_aside(caplog)
 
     # Then each chunk is read on the caller's connection: what an inline apply writes
     aside = _snapshot(windows)
