@@ -4,6 +4,7 @@ history rows as the generic Django path writes."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from datetime import datetime
 from typing import Any
 
@@ -251,14 +252,20 @@ def _backends() -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("kind", ["process", "thread"])
+@pytest.mark.parametrize(
+    ("where", "kind"),
+    [("plain process", "process"), ("no fork", "thread"), ("daemonic process", "thread")],
+)
 def test_members_read_aside_write_what_members_read_inline_write(
-    require_postgres, api, monkeypatch, caplog, kind
+    require_postgres, api, monkeypatch, caplog, where, kind
 ):
     # Given committed records, survived 7 records at a time (several chunks), by a reader
-    # process or, where none can be forked (no fork, a daemonic worker), a reader thread
-    if kind == "thread":
+    # process or, where none can be forked (no fork, or a daemonic process such as a
+    # multiprocessing pool's worker, which may not have children), a reader thread
+    if where == "no fork":
         monkeypatch.setattr(golden.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    if where == "daemonic process":
+        monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)
     api.post(URL, {"records": MANY}, format="json")
     records = dict(SourceRecord.objects.values_list("source_key", "id"))
     monkeypatch.setattr(golden, "SURVIVE_CHUNK", 7)
