@@ -37,7 +37,6 @@ import gc
 import itertools
 import logging
 import math
-import multiprocessing
 import os
 import random
 import re
@@ -81,6 +80,7 @@ from matching.engine.interface import (
     TrainedModel,
 )
 from mdm.domains.normalisers import organisation_base_name
+from mdm.forking import helper_pool
 
 __all__ = [
     "MatchStore",
@@ -1012,17 +1012,15 @@ class _Preparer:
     chunk N+1, writes the display values and inserts chunk N-1 into DuckDB (a machine has
     two cores or more). The process is forked (it inherits the engine, nothing is imported
     again) and only runs :func:`_prepare_rows`: no DuckDB, no database. Where a process
-    cannot be started (no ``fork``, or a daemonic worker process), the chunks are prepared
-    here: the tables are the same either way.
+    cannot be started (:func:`mdm.forking.helper_pool`), the chunks are prepared here: the
+    tables are the same either way.
     """
 
     def __init__(self, spec: MatchSpec, *, parallel: bool) -> None:
         self._spec = spec
         self._pool: ProcessPoolExecutor | None = None
-        if parallel and "fork" in multiprocessing.get_all_start_methods():
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("fork")
-            )
+        if parallel:
+            self._pool = helper_pool()
 
     def submit(self, chunk: Sequence[EngineRecord]) -> Callable[[], pa.Table]:
         """Start preparing ``chunk``; the call returned gives its table (or raises)."""
@@ -1031,8 +1029,7 @@ class _Preparer:
             rows = [(record.id, record.attributes, record.dataset) for record in chunk]
             try:
                 return self._pool.submit(_prepare_rows, self._spec, rows).result
-            except (AssertionError, OSError, RuntimeError) as exc:
-                # AssertionError: "daemonic processes are not allowed to have children".
+            except (OSError, RuntimeError) as exc:  # the process died
                 logger.warning("preparing the records in this process: %s", exc)
                 self.close()
         table = prepare_table(self._spec, chunk, with_dataset=True)

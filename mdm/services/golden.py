@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 from array import array
 from collections import Counter, defaultdict
@@ -22,7 +21,6 @@ from concurrent.futures import (
     BrokenExecutor,
     Executor,
     Future,
-    ProcessPoolExecutor,
     ThreadPoolExecutor,
 )
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from mdm import bulk
 from mdm.bulk import RawJSON
 from mdm.domains import get_domain
 from mdm.domains.base import Domain
+from mdm.forking import helper_pool
 from mdm.models import CrossReference, GoldenRecord, SourceRecord, SourceSystem
 from mdm.selectors import live_record_rows
 from mdm.services.relationships import relationships_recompute
@@ -356,10 +355,10 @@ class _AsideReader:
     """Reads and survives chunks of new golden records' members on a connection of its own,
     in a forked process when it can, else in a thread.
 
-    In a process (the default where ``fork`` exists and this process may have children:
-    not a daemonic worker) the reading and survivorship run beside the caller's Python,
-    which formats the COPY of the chunk before: both are Python, and in a thread they took
-    turns on one interpreter. The process is forked at the first chunk (it inherits the
+    In a process (:func:`mdm.forking.helper_pool`, where ``fork`` exists) the reading and
+    survivorship run beside the caller's Python, which formats the COPY of the chunk
+    before: both are Python, and in a thread they took turns on one interpreter. The
+    process is forked before the first chunk (it inherits the
     code, the rules and Django's settings, nothing is imported again); it never touches the
     caller's connection (:func:`_aside_process_start`) and opens its own. Chunks come back
     as JSON text, what COPY writes.
@@ -368,16 +367,10 @@ class _AsideReader:
     def __init__(self, dom: Domain, rules: RuleSet) -> None:
         self._dom = dom
         self._rules = rules
-        self._pool: Executor | None = None
-        if "fork" in multiprocessing.get_all_start_methods():
-            # Forked: the initializer's arguments are inherited, not pickled.
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=_aside_process_start,
-                initargs=(dom, rules),
-            )
+        self._pool: Executor | None = helper_pool(_aside_process_start, (dom, rules))
         self._threaded = self._pool is None
+        if self._threaded:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="aurum-survive")
 
     @property
     def kind(self) -> str:
@@ -385,19 +378,10 @@ class _AsideReader:
 
     def submit(self, groups: list[list[int]]) -> Future[list[tuple[str, str]] | None]:
         """Start reading and surviving ``groups`` (lists of record ids)."""
-        if not self._threaded:
-            assert self._pool is not None
-            try:
-                return self._pool.submit(_survive_in_process, groups)
-            except (AssertionError, OSError, RuntimeError) as exc:
-                # AssertionError: "daemonic processes are not allowed to have children".
-                logger.info("new golden records' members read in a thread: %s", exc)
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="aurum-survive")
-            self._threaded = True
-        return self._pool.submit(_survive_aside, self._dom, groups, self._rules)
+        assert self._pool is not None
+        if self._threaded:
+            return self._pool.submit(_survive_aside, self._dom, groups, self._rules)
+        return self._pool.submit(_survive_in_process, groups)
 
     def close(self) -> None:
         """Close the reader's own connection, then stop it."""

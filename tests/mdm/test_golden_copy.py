@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from mdm import bulk
+from mdm import bulk, forking
 from mdm.models import CrossReference, GoldenRecord, SourceRecord
 from mdm.services import golden
 from mdm.services.golden import golden_records_apply_clusters, golden_records_rebuild
@@ -254,16 +254,16 @@ def _backends() -> int:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("where", "kind"),
-    [("plain process", "process"), ("no fork", "thread"), ("daemonic process", "thread")],
+    [("plain process", "process"), ("no fork", "thread"), ("daemonic process", "process")],
 )
 def test_members_read_aside_write_what_members_read_inline_write(
     require_postgres, api, monkeypatch, caplog, where, kind
 ):
     # Given committed records, survived 7 records at a time (several chunks), by a reader
-    # process or, where none can be forked (no fork, or a daemonic process such as a
-    # multiprocessing pool's worker, which may not have children), a reader thread
+    # process (also from a daemonic process, as a Celery prefork worker's task runs in) or,
+    # where none can be forked, a reader thread
     if where == "no fork":
-        monkeypatch.setattr(golden.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+        monkeypatch.setattr(forking.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     if where == "daemonic process":
         monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)
     api.post(URL, {"records": MANY}, format="json")
