@@ -42,6 +42,25 @@ class Figures:
         self.path.write_text(json.dumps([asdict(f) for f in self.items], indent=2))
 
 
+# The server settings a bulk write's speed depends on (docs/performance.md recommends values).
+SERVER_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_buffers")
+
+
+def server_settings() -> str:
+    """The PostgreSQL settings a figure was measured with ("" on another database)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+            [list(SERVER_SETTINGS)],
+        )
+        found = dict(cursor.fetchall())
+    return ", ".join(f"{name} {found[name]}" for name in SERVER_SETTINGS if name in found)
+
+
 def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.1f}/{five:.1f} on {os.cpu_count()} cores"

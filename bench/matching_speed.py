@@ -94,6 +94,7 @@ from splink.internals.linker_components.inference import LinkerInference  # noqa
 import matching.services as match_services  # noqa: E402
 import matching.store as match_store  # noqa: E402
 import mdm.services.golden as golden_services  # noqa: E402
+from bench.figures import server_settings  # noqa: E402
 from matching.engine import splink_engine  # noqa: E402
 from matching.engine.interface import EngineRecord  # noqa: E402
 from matching.evaluation import pairwise_scores  # noqa: E402
@@ -1090,6 +1091,8 @@ def main() -> None:
         f"matching speed benchmark: {n:,} customer records, database {db}, "
         f"{os.cpu_count()} CPUs, DEBUG {settings.DEBUG}, PostgreSQL JIT {jit}"
     )
+    if server := server_settings():
+        print(f"PostgreSQL settings: {server}")
     spec = get_domain(DOMAIN).match
     assert spec is not None
 
