@@ -265,7 +265,8 @@ def test_members_read_aside_write_what_members_read_inline_write(
     if where == "no fork":
         monkeypatch.setattr(forking.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     if where == "daemonic process":
-        monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)
+        process: Any = multiprocessing.current_process()
+        monkeypatch.setitem(process._config, "daemon", True)
     api.post(URL, {"records": MANY}, format="json")
     records = dict(SourceRecord.objects.values_list("source_key", "id"))
     monkeypatch.setattr(golden, "SURVIVE_CHUNK", 7)
