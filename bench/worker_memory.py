@@ -132,7 +132,8 @@ def main() -> None:
         f"{peak_mb:,.0f} MB (idle {idle_kb / 1024:,.0f} MB); {on}"
     )
     print(
-        f"the worker with its child processes (a full run prepares records in one), "
+        f"the worker with its child processes (a full run prepares records in one and "
+        f"reads and survives new golden records in another), "
         f"sampled: peak {family_mb:,.0f} MB (a forked child shares pages with the worker: "
         "the sum counts them twice)"
     )
