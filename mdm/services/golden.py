@@ -11,9 +11,7 @@ a full run the next chunk is read and survived on a second connection while this
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
@@ -271,9 +269,10 @@ def _create_goldens(
     that exist) with the first chunk, then each new golden record's after its chunk
     (``links`` names them in the order of ``groups``).  With ``aside`` (the
     caller's records were committed before its transaction began and it holds the domain's
-    lock) the next chunk's members are read and survived on a second connection, in a
-    thread, while this connection writes the last chunk: PostgreSQL ingests one chunk while
-    Python survives the next, where they took turns.  A chunk in which that connection does
+    lock) the next chunk's members are read and survived on a second connection, by a
+    forked process (a thread where none can be forked: :class:`_AsideReader`), while this
+    connection writes the last chunk: PostgreSQL ingests one chunk while Python survives
+    the next, where they took turns.  A chunk in which that connection does
     not see every record (written by the caller's own transaction, or deleted meanwhile) is
     read and survived here instead, as without ``aside``.
     """
@@ -358,10 +357,10 @@ class _AsideReader:
     In a process (:func:`mdm.forking.helper_pool`, where ``fork`` exists) the reading and
     survivorship run beside the caller's Python, which formats the COPY of the chunk
     before: both are Python, and in a thread they took turns on one interpreter. The
-    process is forked before the first chunk (it inherits the
-    code, the rules and Django's settings, nothing is imported again); it never touches the
-    caller's connection (:func:`_aside_process_start`) and opens its own. Chunks come back
-    as JSON text, what COPY writes.
+    process is forked before the first chunk (it inherits the code, the rules and Django's
+    settings; nothing is imported again); it never uses the caller's connection
+    (:func:`_aside_process_start`) and opens its own. Chunks come back as JSON text, what
+    COPY writes.
     """
 
     def __init__(self, dom: Domain, rules: RuleSet) -> None:
@@ -396,26 +395,16 @@ class _AsideReader:
             self._pool = None
 
 
-# The caller's database connections as the forked reader inherited them: kept referenced
-# (finalising one would end the caller's session on the server), their sockets pointed at
-# /dev/null (nothing the reader does can reach the caller's session).
-_INHERITED: list[Any] = []
 _READER: list[tuple[Domain, RuleSet]] = []  # the forked reader's domain and rules
 
 
 def _aside_process_start(dom: Domain, rules: RuleSet) -> None:
-    """In the forked reader, before its first chunk: forget the caller's connections."""
+    """In the forked reader, before its first chunk: keep the domain and rules, and leave
+    the caller's connections alone (the next query opens the reader's own). psycopg does
+    not end a session when a connection inherited from another process is dropped."""
     _READER.append((dom, rules))
-    devnull = os.open(os.devnull, os.O_RDWR)
     for conn in connections.all(initialized_only=True):
-        raw = conn.connection
-        if raw is None:
-            continue
-        _INHERITED.append(raw)
-        with contextlib.suppress(AttributeError, OSError, ValueError):  # no socket, closed
-            os.dup2(devnull, raw.fileno())
-        conn.connection = None  # the next query opens a connection of the reader's own
-    os.close(devnull)
+        conn.connection = None
 
 
 def _survive_in_process(groups: list[list[int]]) -> list[tuple[str, str]] | None:
