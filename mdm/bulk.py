@@ -23,6 +23,7 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 
 from mdm.history import history_user
 from mdm.models import RecordChange, SourceRecord
+from mdm.provenance import ProvenanceField, pack
 
 RECORD_FIELDS = (
     "source_system_id",
@@ -233,6 +234,14 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_packed(value: Any) -> str:
+    """A provenance as stored (:mod:`mdm.provenance`); JSON text given (already packed) is
+    written as it is."""
+    if type(value) is RawJSON:
+        return str.__str__(value)
+    return orjson.dumps(pack(value)).decode()
+
+
 def _record_row(record: RecordRow) -> tuple[Any, ...]:
     return (
         record.pk,
@@ -323,7 +332,10 @@ def _field(model: type[Model], column: str) -> Any:
 
 def _adapter(model: type[Model], column: str) -> Any:
     """How a Python value of ``column`` goes into COPY's text format (None: as it is)."""
-    if _field(model, column).get_internal_type() == "JSONField":
+    field = _field(model, column)
+    if isinstance(field, ProvenanceField):
+        return _json_packed
+    if field.get_internal_type() == "JSONField":
         return _json
     return None
 

@@ -10,6 +10,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from mdm.history import history_user
+from mdm.provenance import ProvenanceField
 
 
 class Channel(models.TextChoices):
@@ -335,8 +336,9 @@ class GoldenRecord(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     attributes = models.JSONField(default=dict)
     # attribute -> {"record", "source", "source_key", "rule", "strategy",
-    # "competitors": [{"value", "source", "source_key"}, ...]} (see mdm.survivorship)
-    provenance = models.JSONField(default=dict)
+    # "competitors": [{"value", "source", "source_key"}, ...]} (see mdm.survivorship);
+    # stored with each distinct entry once (mdm.provenance)
+    provenance = ProvenanceField(default=dict)
     version = models.PositiveIntegerField(default=1)
     survivor = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="retired_into"

@@ -29,6 +29,7 @@ from mdm.models import (
     SourceRecord,
     SourceSystem,
 )
+from mdm.provenance import unpack
 
 
 class MappingNotFoundError(LookupError):
@@ -610,7 +611,7 @@ def golden_record_read(*, domain: str, pk: int) -> dict[str, Any] | None:
             continue
         break
     golden: dict[str, Any] = dict(zip(GOLDEN_READ_FIELDS, first[:6], strict=True))
-    golden["attributes"], golden["provenance"] = _json(first[4]), _json(first[5])
+    golden["attributes"], golden["provenance"] = _json(first[4]), unpack(_json(first[5]))
     golden["members"] = [
         {
             "record_id": row[9],

@@ -37,6 +37,7 @@ _DatabaseWrapper: Any = base.DatabaseWrapper
 if is_psycopg3:
     from django.db.backends.postgresql.psycopg_any import register_tzloader
     from psycopg.pq import Format
+    from psycopg.types.string import TextLoader
 
     _ServerBindingCursor: Any = base.ServerBindingCursor
 
@@ -56,6 +57,10 @@ class DatabaseWrapper(_DatabaseWrapper):
             # Django's default (None) forbids preparing at all; a threshold never reached
             # keeps its other statements unprepared and lets prepared_cursor() prepare.
             connection.prepare_threshold = sys.maxsize
+        if is_psycopg3:
+            # ``json`` columns (a golden record's provenance, mdm.provenance) come as text,
+            # as Django has ``jsonb`` come: decoded once, by the field, with orjson.
+            connection.adapters.register_loader("json", TextLoader)
         return connection
 
     def close_if_health_check_failed(self) -> None:

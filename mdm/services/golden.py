@@ -35,6 +35,7 @@ from mdm.domains import get_domain
 from mdm.domains.base import Domain
 from mdm.forking import helper_pool
 from mdm.models import CrossReference, GoldenRecord, SourceRecord, SourceSystem
+from mdm.provenance import dumps_packed
 from mdm.selectors import live_record_rows
 from mdm.services.relationships import relationships_recompute
 from mdm.survivorship import Member, RuleSet, survive_fast, survivorship_rules_active
@@ -416,8 +417,9 @@ def _survive_aside(
     dom: Domain, groups: list[list[int]], rules: RuleSet
 ) -> list[tuple[str, str]] | None:
     """On the reader's own connection: (attributes, provenance) of each group, as JSON
-    text (what COPY writes), or None when this connection does not see every record of the
-    chunk (the caller's connection then reads it)."""
+    text (what COPY writes; the provenance packed as stored, :mod:`mdm.provenance`), or
+    None when this connection does not see every record of the chunk (the caller's
+    connection then reads it)."""
     record_ids = [r for group in groups for r in group]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -432,7 +434,7 @@ def _survive_aside(
     survived = []
     for group in groups:
         attributes, provenance = survive_fast(dom, [live[r] for r in group if r in live], rules)
-        survived.append((dumps(attributes).decode(), dumps(provenance).decode()))
+        survived.append((dumps(attributes).decode(), dumps_packed(provenance)))
     return survived
 
 

@@ -32,6 +32,7 @@ from mdm.models import (
     SurvivorshipJob,
     SurvivorshipRuleSet,
 )
+from mdm.provenance import dumps_packed, unpack
 from mdm.survivorship import (
     Member,
     RuleSet,
@@ -247,7 +248,7 @@ def _golden_chunks(
         for gid, rid, code, key, priority, updated, attributes in records.order_by():
             members[gid].append(Member(rid, code, key, priority, updated, loads(attributes)))
         if stored:
-            yield [(g, v, loads(a), loads(p), members.get(g, [])) for g, v, a, p in rows]
+            yield [(g, v, loads(a), unpack(loads(p)), members.get(g, [])) for g, v, a, p in rows]
         else:
             yield [(g, v, None, None, members.get(g, [])) for g, v in rows]
 
@@ -445,19 +446,17 @@ def _write_copy(
             ) as copy,
         ):
             for gid, version, attributes, provenance in computed:
-                copy.write_row(
-                    (gid, version, dumps(attributes).decode(), dumps(provenance).decode())
-                )
+                copy.write_row((gid, version, dumps(attributes).decode(), dumps_packed(provenance)))
         cursor.execute(
             # The identifiers come from the models; every value is a parameter.
             "WITH updated AS ("  # noqa: S608  # nosec B608
             f"""
                 UPDATE {table} g
-                SET attributes = u.attributes, provenance = u.provenance,
+                SET attributes = u.attributes, provenance = u.provenance::json,
                     version = g.version + 1, updated_at = %s
                 FROM _aurum_survive u
                 WHERE g.id = u.id AND g.version = u.version
-                  AND (g.attributes <> u.attributes OR g.provenance <> u.provenance)
+                  AND (g.attributes <> u.attributes OR g.provenance::jsonb <> u.provenance)
                 RETURNING g.*
             )
             INSERT INTO {history_table} ({columns}, history_date, history_change_reason,
