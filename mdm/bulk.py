@@ -525,8 +525,7 @@ def _history_copy(
         "history_user_id",
     ]
     source = (
-        f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(names)}, n) "
-        "ORDER BY u.n"
+        f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(names)}, n) ORDER BY u.n"
         if arrays
         else "FROM generate_series(1, %s)"
     )
