@@ -87,7 +87,7 @@ def _timed(name: str, label: str) -> None:
 def _breakdown() -> None:
     _timed("_copy_rows", "COPY into")
     _timed("_history_from_rows", "history rows of")
-    _timed("_history_copy", "history rows (from values) of")
+    _timed("_history_from_values", "history rows (from values) of")
     _timed("_next_ids", "ids from the sequence of")
     submit = golden._AsideReader.submit
 

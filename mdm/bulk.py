@@ -23,7 +23,6 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 
 from mdm.history import history_user
 from mdm.models import RecordChange, SourceRecord
-from mdm.provenance import ProvenanceField, pack
 
 RECORD_FIELDS = (
     "source_system_id",
@@ -234,14 +233,6 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _json_packed(value: Any) -> str:
-    """A provenance as stored (:mod:`mdm.provenance`); JSON text given (already packed) is
-    written as it is."""
-    if type(value) is RawJSON:
-        return str.__str__(value)
-    return orjson.dumps(pack(value)).decode()
-
-
 def _record_row(record: RecordRow) -> tuple[Any, ...]:
     return (
         record.pk,
@@ -331,12 +322,15 @@ def _field(model: type[Model], column: str) -> Any:
 
 
 def _adapter(model: type[Model], column: str) -> Any:
-    """How a Python value of ``column`` goes into COPY's text format (None: as it is)."""
+    """How a Python value of ``column`` goes into COPY's text format (None: as it is).
+
+    A JSON value goes through its field's ``get_prep_value`` first, as the ORM's writes do
+    (a provenance is packed there, :mod:`mdm.provenance`); JSON text given is written as
+    it is."""
     field = _field(model, column)
-    if isinstance(field, ProvenanceField):
-        return _json_packed
     if field.get_internal_type() == "JSONField":
-        return _json
+        prep = field.get_prep_value
+        return lambda value: _json(prep(value))
     return None
 
 
@@ -467,15 +461,15 @@ def rows_create_with_history(
         full_rows = [(*row, *defaults) for row in full_rows]
     with transaction.atomic():
         _copy_rows(model, model._meta.db_table, all_columns, full_rows)
-        if _history_copied(model):
-            _history_copy(model, all_columns, full_rows, history_date, reason, user)
+        if _history_by_values(model):
+            _history_from_values(model, all_columns, full_rows, history_date, reason, user)
         else:
             _history_from_rows(model, ids, history_date, reason, user)
     return ids
 
 
 @cache
-def _history_copied(model: type[Model]) -> bool:
+def _history_by_values(model: type[Model]) -> bool:
     """Whether a model's '+' history rows are written from its rows' values, sent again as
     one array per column (small rows without JSON, such as cross-references): at a
     million links, reading the rows back by key took PostgreSQL twice as long. Rows with
@@ -486,7 +480,7 @@ def _history_copied(model: type[Model]) -> bool:
     )
 
 
-def _history_copy(
+def _history_from_values(
     model: type[Model],
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -505,6 +499,7 @@ def _history_copy(
     arrays: list[str] = []
     params: list[Any] = []
     array_params: list[Any] = []
+    names: list[str] = []
     for n, column in enumerate(tracked):
         values = by_column[column]
         db_type = _field(history, column).db_type(connection)
@@ -512,11 +507,11 @@ def _history_copy(
             selected.append(f"%s::{db_type}")
             params.append(values[0])
             continue
+        names.append(f"c{n}")
         selected.append(f"u.c{n}")
         arrays.append(f"%s::{db_type}[]")
         ints = db_type in ("bigint", "integer") and None not in values
         array_params.append(int_array(values) if ints else list(values))
-    names = [f"c{n}" for n, c in enumerate(tracked) if f"u.c{n}" in selected]
     history_columns = [
         *tracked,
         "history_date",

@@ -12,9 +12,7 @@ from typing import Any
 import orjson
 from django.db import migrations
 
-from mdm.provenance import MARK, pack, unpack
-
-import mdm.provenance
+from mdm.provenance import ProvenanceField, pack, unpack
 
 CHUNK = 5_000
 
@@ -56,21 +54,12 @@ def _rewrite(schema_editor: Any, change: Callable[[Any], Any]) -> None:
                 )
 
 
-def _packed(value: Any) -> Any:
-    new = pack(value)
-    return value if new is value else new
-
-
-def _unpacked(value: Any) -> Any:
-    return unpack(value) if isinstance(value, dict) and MARK in value else value
-
-
 def forward(apps: Any, schema_editor: Any) -> None:
-    _rewrite(schema_editor, _packed)
+    _rewrite(schema_editor, pack)  # a row already packed comes back as it is
 
 
 def backward(apps: Any, schema_editor: Any) -> None:
-    _rewrite(schema_editor, _unpacked)
+    _rewrite(schema_editor, unpack)  # a row in the full form comes back as it is
 
 
 class Migration(migrations.Migration):
@@ -82,12 +71,12 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="goldenrecord",
             name="provenance",
-            field=mdm.provenance.ProvenanceField(default=dict),
+            field=ProvenanceField(default=dict),
         ),
         migrations.AlterField(
             model_name="historicalgoldenrecord",
             name="provenance",
-            field=mdm.provenance.ProvenanceField(default=dict),
+            field=ProvenanceField(default=dict),
         ),
         migrations.RunPython(forward, backward, elidable=True),
     ]
